@@ -1,0 +1,459 @@
+//! The archive client: the chain of trust from a suite's `InRelease` down to
+//! its `Packages` indices, as apt walks it.
+//!
+//! 1. `dists/<suite>/InRelease` must carry at least one good signature from
+//!    a key in `keys/` (RSA and EdDSA both), and not be past `Valid-Until`.
+//! 2. The signed Release body lists `SHA256` hashes and sizes of every
+//!    index; `Packages.xz` is fetched (by hash where the Release offers it),
+//!    checked against that list, decompressed and checked again against the
+//!    uncompressed `Packages` line.
+//!
+//! Only verified bytes leave this module. The verified, uncompressed indices
+//! are cached by hash, so a re-lock from a warm cache reads no `.xz`.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use sequoia_openpgp as openpgp;
+use openpgp::parse::Parse;
+use openpgp::parse::stream::{
+    MessageLayer, MessageStructure, VerificationError, VerificationHelper, VerifierBuilder,
+};
+use openpgp::policy::StandardPolicy;
+use sha2::{Digest, Sha256};
+
+use crate::cache::{Cache, CacheError};
+use crate::control;
+use crate::definitions::hex;
+use crate::fetch::{FetchError, Fetcher};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ArchiveError {
+    #[error("{path}: cannot read key: {why}")]
+    Key { path: PathBuf, why: String },
+    #[error("{url}: not signed (expected a clear-signed InRelease)")]
+    Unsigned { url: String },
+    #[error("{url}: no valid signature from a trusted key ({why})")]
+    BadSignature { url: String, why: String },
+    #[error("{url}: expired: Valid-Until {valid_until} is in the past")]
+    Expired { url: String, valid_until: String },
+    #[error("{url}: {why}")]
+    Release { url: String, why: String },
+    #[error("{path} of suite {suite}: not listed in the Release's SHA256 section")]
+    NotListed { suite: String, path: String },
+    #[error("{url}: {what} mismatch: the Release says {expected}, got {actual}")]
+    Mismatch {
+        url: String,
+        what: &'static str,
+        expected: String,
+        actual: String,
+    },
+    #[error("{url}: corrupt xz data: {why}")]
+    Corrupt { url: String, why: String },
+    #[error("suite {suite}: offline and nothing cached for {what}")]
+    Offline { suite: String, what: String },
+    #[error(transparent)]
+    Fetch(#[from] FetchError),
+    #[error(transparent)]
+    Cache(#[from] CacheError),
+}
+
+/// The public keys trusted for one distribution.
+pub struct Keyring {
+    certs: Vec<openpgp::Cert>,
+}
+
+impl Keyring {
+    /// Loads ASCII-armoured or binary certificates (one or more per file).
+    pub fn load(paths: &[PathBuf]) -> Result<Self, ArchiveError> {
+        let mut certs = Vec::new();
+        for path in paths {
+            let bad = |why: String| ArchiveError::Key {
+                path: path.clone(),
+                why,
+            };
+            let bytes = std::fs::read(path).map_err(|e| bad(e.to_string()))?;
+            let parser =
+                openpgp::cert::CertParser::from_bytes(&bytes).map_err(|e| bad(e.to_string()))?;
+            let before = certs.len();
+            for cert in parser {
+                certs.push(cert.map_err(|e| bad(e.to_string()))?);
+            }
+            if certs.len() == before {
+                return Err(bad("no OpenPGP certificate in the file".into()));
+            }
+        }
+        Ok(Keyring { certs })
+    }
+
+    /// Checks a clear-signed message and returns its signed text.
+    pub fn verify_clearsigned(
+        &self,
+        url: &str,
+        bytes: &[u8],
+        now: SystemTime,
+    ) -> Result<String, ArchiveError> {
+        if !bytes.starts_with(b"-----BEGIN PGP SIGNED MESSAGE-----") {
+            return Err(ArchiveError::Unsigned {
+                url: url.to_owned(),
+            });
+        }
+        let policy = StandardPolicy::at(now);
+        let helper = Helper {
+            certs: &self.certs,
+            good: 0,
+            problems: Vec::new(),
+        };
+        let bad = |why: String| ArchiveError::BadSignature {
+            url: url.to_owned(),
+            why,
+        };
+        let mut verifier = VerifierBuilder::from_bytes(bytes)
+            .and_then(|b| b.with_policy(&policy, Some(now), helper))
+            .map_err(|e| bad(format!("{e:#}")))?;
+        let mut text = Vec::new();
+        verifier
+            .read_to_end(&mut text)
+            .map_err(|e| bad(e.to_string()))?;
+        if !verifier.message_processed() {
+            return Err(bad("message not fully processed".into()));
+        }
+        String::from_utf8(text).map_err(|_| bad("signed text is not UTF-8".into()))
+    }
+}
+
+struct Helper<'a> {
+    certs: &'a [openpgp::Cert],
+    good: usize,
+    problems: Vec<String>,
+}
+
+impl VerificationHelper for Helper<'_> {
+    fn get_certs(&mut self, _ids: &[openpgp::KeyHandle]) -> openpgp::Result<Vec<openpgp::Cert>> {
+        Ok(self.certs.to_vec())
+    }
+
+    fn check(&mut self, structure: MessageStructure) -> openpgp::Result<()> {
+        for layer in structure {
+            if let MessageLayer::SignatureGroup { results } = layer {
+                for result in results {
+                    match result {
+                        Ok(_) => self.good += 1,
+                        Err(e) => self.problems.push(describe(&e)),
+                    }
+                }
+            }
+        }
+        if self.good > 0 {
+            Ok(())
+        } else if self.problems.is_empty() {
+            Err(openpgp::Error::InvalidOperation("no signature found".into()).into())
+        } else {
+            self.problems.sort();
+            self.problems.dedup();
+            Err(openpgp::Error::InvalidOperation(self.problems.join("; ")).into())
+        }
+    }
+}
+
+fn describe(e: &VerificationError) -> String {
+    match e {
+        VerificationError::MissingKey { sig } => {
+            let issuer = sig
+                .get_issuers()
+                .first()
+                .map(|h| h.to_hex())
+                .unwrap_or_else(|| "unknown".into());
+            format!("signed by key {issuer}, which is not in the trusted keys")
+        }
+        VerificationError::BadSignature { ka, .. } => {
+            format!("bad signature by key {}", ka.key().fingerprint().to_hex())
+        }
+        other => other.to_string(),
+    }
+}
+
+/// The fields plinth needs from a verified Release file.
+#[derive(Debug, Clone)]
+pub struct Release {
+    pub suite: String,
+    pub codename: String,
+    pub date: String,
+    pub date_epoch: u64,
+    pub valid_until: Option<(String, u64)>,
+    pub acquire_by_hash: bool,
+    /// path → (sha256, size)
+    pub sha256: BTreeMap<String, (String, u64)>,
+}
+
+impl Release {
+    pub fn parse(url: &str, text: &str) -> Result<Self, ArchiveError> {
+        let bad = |why: String| ArchiveError::Release {
+            url: url.to_owned(),
+            why,
+        };
+        let stanzas = control::parse(text).map_err(|e| bad(e.to_string()))?;
+        let st = stanzas.first().ok_or_else(|| bad("empty Release".into()))?;
+        let date = st.get("Date").ok_or_else(|| bad("no Date field".into()))?;
+        let date_epoch = parse_rfc2822(date).ok_or_else(|| bad(format!("bad Date {date:?}")))?;
+        let valid_until = match st.get("Valid-Until") {
+            Some(v) => Some((
+                v.to_owned(),
+                parse_rfc2822(v).ok_or_else(|| bad(format!("bad Valid-Until {v:?}")))?,
+            )),
+            None => None,
+        };
+        let mut sha256 = BTreeMap::new();
+        for line in st.get("SHA256").unwrap_or("").lines() {
+            let mut words = line.split_whitespace();
+            let (Some(hash), Some(size), Some(path), None) =
+                (words.next(), words.next(), words.next(), words.next())
+            else {
+                if line.trim().is_empty() {
+                    continue;
+                }
+                return Err(bad(format!("bad SHA256 line {line:?}")));
+            };
+            let size = size
+                .parse()
+                .map_err(|_| bad(format!("bad size in SHA256 line {line:?}")))?;
+            sha256.insert(path.to_owned(), (hash.to_ascii_lowercase(), size));
+        }
+        if sha256.is_empty() {
+            return Err(bad("no SHA256 section".into()));
+        }
+        Ok(Release {
+            suite: st.get("Suite").unwrap_or_default().to_owned(),
+            codename: st.get("Codename").unwrap_or_default().to_owned(),
+            date: date.to_owned(),
+            date_epoch,
+            valid_until,
+            acquire_by_hash: st
+                .get("Acquire-By-Hash")
+                .is_some_and(|v| v.eq_ignore_ascii_case("yes")),
+            sha256,
+        })
+    }
+}
+
+/// A suite whose Release has been verified.
+#[derive(Debug, Clone)]
+pub struct VerifiedSuite {
+    pub name: String,
+    pub archive: String,
+    pub base_url: String,
+    pub release: Release,
+    pub inrelease_sha256: String,
+}
+
+/// Fetches and verifies suites and their indices for one distribution.
+pub struct ArchiveClient<'a> {
+    pub fetcher: &'a Fetcher,
+    pub cache: &'a Cache,
+    pub keyring: &'a Keyring,
+    pub offline: bool,
+    pub now: SystemTime,
+}
+
+impl ArchiveClient<'_> {
+    /// Fetches `dists/<suite>/InRelease` from `base_url` and verifies it.
+    pub fn suite(
+        &self,
+        base_url: &str,
+        archive: &str,
+        suite: &str,
+    ) -> Result<VerifiedSuite, ArchiveError> {
+        let url = format!("{base_url}/dists/{suite}/InRelease");
+        let cache_name = format!("InRelease-{archive}-{suite}");
+        let bytes = if self.offline {
+            self.cache
+                .get_named(&cache_name)
+                .ok_or_else(|| ArchiveError::Offline {
+                    suite: suite.to_owned(),
+                    what: "InRelease".into(),
+                })?
+        } else {
+            self.fetcher.get(&url)?
+        };
+        let text = self.keyring.verify_clearsigned(&url, &bytes, self.now)?;
+        let release = Release::parse(&url, &text)?;
+        if let Some((text, until)) = &release.valid_until {
+            let now = self
+                .now
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            if *until < now {
+                return Err(ArchiveError::Expired {
+                    url,
+                    valid_until: text.clone(),
+                });
+            }
+        }
+        if !self.offline {
+            self.cache.put_named(&cache_name, &bytes)?;
+        }
+        Ok(VerifiedSuite {
+            name: suite.to_owned(),
+            archive: archive.to_owned(),
+            base_url: base_url.to_owned(),
+            release,
+            inrelease_sha256: hex(&Sha256::digest(&bytes)),
+        })
+    }
+
+    /// The uncompressed `Packages` index of `component` for `arch`, checked
+    /// against the Release. A suite without that index (an empty
+    /// `-updates`, an architecture it lacks) gives an empty string.
+    pub fn packages(
+        &self,
+        suite: &VerifiedSuite,
+        component: &str,
+        arch: &str,
+    ) -> Result<String, ArchiveError> {
+        let dir = format!("{component}/binary-{arch}");
+        let plain_path = format!("{dir}/Packages");
+        let xz_path = format!("{dir}/Packages.xz");
+        let Some((plain_sha, plain_size)) = suite.release.sha256.get(&plain_path).cloned() else {
+            if suite.release.sha256.contains_key(&xz_path) {
+                return Err(ArchiveError::NotListed {
+                    suite: suite.name.clone(),
+                    path: plain_path,
+                });
+            }
+            tracing::debug!("suite {} has no {plain_path}", suite.name);
+            return Ok(String::new());
+        };
+        let url_of = |p: &str| format!("{}/dists/{}/{p}", suite.base_url, suite.name);
+        if let Some(bytes) = self.cache.get(&plain_sha) {
+            return into_text(&url_of(&plain_path), bytes);
+        }
+        if self.offline {
+            return Err(ArchiveError::Offline {
+                suite: suite.name.clone(),
+                what: plain_path,
+            });
+        }
+        let (xz_sha, xz_size) =
+            suite
+                .release
+                .sha256
+                .get(&xz_path)
+                .cloned()
+                .ok_or_else(|| ArchiveError::NotListed {
+                    suite: suite.name.clone(),
+                    path: xz_path.clone(),
+                })?;
+        let url = if suite.release.acquire_by_hash {
+            url_of(&format!("{dir}/by-hash/SHA256/{xz_sha}"))
+        } else {
+            url_of(&xz_path)
+        };
+        let compressed = match self.fetcher.get(&url) {
+            // A mirror may lag behind on by-hash files; the plain path with
+            // the same hash check is just as safe.
+            Err(e) if e.not_found && suite.release.acquire_by_hash => {
+                self.fetcher.get(&url_of(&xz_path))?
+            }
+            other => other?,
+        };
+        check(&url, "size", &xz_size.to_string(), &compressed.len().to_string())?;
+        check(&url, "sha256", &xz_sha, &hex(&Sha256::digest(&compressed)))?;
+        let mut plain = Vec::with_capacity(plain_size as usize);
+        liblzma::read::XzDecoder::new(&compressed[..])
+            .read_to_end(&mut plain)
+            .map_err(|e| ArchiveError::Corrupt {
+                url: url.clone(),
+                why: e.to_string(),
+            })?;
+        check(&url, "uncompressed size", &plain_size.to_string(), &plain.len().to_string())?;
+        check(&url, "uncompressed sha256", &plain_sha, &hex(&Sha256::digest(&plain)))?;
+        self.cache.put(&plain_sha, &plain)?;
+        into_text(&url, plain)
+    }
+}
+
+fn check(url: &str, what: &'static str, expected: &str, actual: &str) -> Result<(), ArchiveError> {
+    if expected == actual {
+        Ok(())
+    } else {
+        Err(ArchiveError::Mismatch {
+            url: url.to_owned(),
+            what,
+            expected: expected.to_owned(),
+            actual: actual.to_owned(),
+        })
+    }
+}
+
+fn into_text(url: &str, bytes: Vec<u8>) -> Result<String, ArchiveError> {
+    String::from_utf8(bytes).map_err(|_| ArchiveError::Corrupt {
+        url: url.to_owned(),
+        why: "Packages index is not UTF-8".into(),
+    })
+}
+
+/// Parses the Release date format, `Sat, 21 Nov 2026 09:15:44 UTC`.
+pub fn parse_rfc2822(s: &str) -> Option<u64> {
+    let s = s.trim();
+    let s = s.split_once(", ").map_or(s, |(_, rest)| rest);
+    let mut w = s.split_whitespace();
+    let day: u64 = w.next()?.parse().ok()?;
+    let month = match w.next()? {
+        "Jan" => 1,
+        "Feb" => 2,
+        "Mar" => 3,
+        "Apr" => 4,
+        "May" => 5,
+        "Jun" => 6,
+        "Jul" => 7,
+        "Aug" => 8,
+        "Sep" => 9,
+        "Oct" => 10,
+        "Nov" => 11,
+        "Dec" => 12,
+        _ => return None,
+    };
+    let year: i64 = w.next()?.parse().ok()?;
+    let mut hms = w.next()?.split(':').map(|p| p.parse::<u64>().ok());
+    let (h, m, sec) = (hms.next()??, hms.next()??, hms.next()??);
+    match w.next() {
+        None | Some("UTC" | "GMT" | "+0000" | "Z") => {}
+        Some(_) => return None,
+    }
+    if !(1..=31).contains(&day) || h > 23 || m > 59 || sec > 60 {
+        return None;
+    }
+    let days = days_from_civil(year, month, day as i64);
+    u64::try_from(days).ok().map(|d| d * 86400 + h * 3600 + m * 60 + sec)
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date.
+pub(crate) fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146097 + doe - 719468
+}
+
+/// The keys of a distribution, from `keys/`.
+pub fn key_paths(keys_dir: &Path, names: &[String]) -> Vec<PathBuf> {
+    names.iter().map(|n| keys_dir.join(n)).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_release_dates() {
+        assert_eq!(parse_rfc2822("Sat, 21 Nov 2026 09:15:44 UTC"), Some(1795252544));
+        assert_eq!(parse_rfc2822("Thu, 01 Jan 1970 00:00:00 UTC"), Some(0));
+        assert_eq!(parse_rfc2822("Sat, 21 Foo 2026 09:15:44 UTC"), None);
+        assert_eq!(parse_rfc2822("Sat, 21 Nov 2026 09:15:44 +0100"), None);
+    }
+}

@@ -1,0 +1,536 @@
+//! The image build: lockfiles → `.deb` files (through the download cache)
+//! → one rootfs per layer → gzip layers → configs, manifests, a multi-arch
+//! index per tag → one OCI image layout per image repository.
+//!
+//! Reads no archive index and resolves nothing: the lockfiles are the only
+//! package input, and a stale lock stops the build.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rayon::prelude::*;
+use sha2::{Digest, Sha256};
+
+use crate::cache::Cache;
+use crate::deb::{Deb, read_deb};
+use crate::definitions::{Image, hex};
+use crate::entry::{Entry, EntryKind};
+use crate::fetch::{FetchOptions, Fetcher};
+use crate::layer::{Layer, write_layer};
+use crate::lockfile::{LockedPackage, Lockfile};
+use crate::mirrors::Mirrors;
+use crate::oci::{
+    self, Blob, ContainerConfig, Descriptor, History, ImageConfig, Index, LayoutWriter, Manifest,
+    Platform, RootFs,
+};
+use crate::project::{Error, Progress, Project, Result};
+use crate::rootfs::{GENERATED, Rootfs, View};
+use crate::system;
+
+/// Bumped whenever a code change alters layer bytes for the same inputs,
+/// so that reused layers from an older plinth are never taken as current.
+const LAYER_FORMAT: u32 = 1;
+
+/// The four tags of every image, in output order.
+pub const VARIANTS: [Variant; 4] = [
+    Variant { tag: "latest", debug: false, nonroot: false },
+    Variant { tag: "nonroot", debug: false, nonroot: true },
+    Variant { tag: "debug", debug: true, nonroot: false },
+    Variant { tag: "debug-nonroot", debug: true, nonroot: true },
+];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Variant {
+    pub tag: &'static str,
+    pub debug: bool,
+    pub nonroot: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct BuildOptions {
+    /// Where the OCI layouts go (`target/images`).
+    pub out_dir: PathBuf,
+    /// Where built layers are kept for reuse; `None` builds every layer.
+    pub layer_cache: Option<PathBuf>,
+    pub offline: bool,
+    /// Image names to build (with what they stand on); empty for all.
+    pub images: Vec<String>,
+    /// `SOURCE_DATE_EPOCH`, overriding each lockfile's epoch.
+    pub source_date_epoch: Option<u64>,
+    pub fetch: FetchOptions,
+    pub apt_dir: PathBuf,
+}
+
+/// One built tag of one image repository.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TagSummary {
+    pub repository: String,
+    pub tag: String,
+    pub index_digest: String,
+    /// Per architecture: (arch, manifest digest, compressed bytes, layers).
+    pub platforms: Vec<(String, String, u64, usize)>,
+}
+
+/// A layer and where it came from, for history and SBOMs.
+#[derive(Debug, Clone)]
+pub struct BuiltLayer {
+    pub layer: Arc<LayerBlob>,
+    pub packages: Vec<String>,
+    pub description: String,
+}
+
+#[derive(Debug)]
+pub struct LayerBlob {
+    pub digest: String,
+    pub diff_id: String,
+    pub size: u64,
+    pub bytes: Vec<u8>,
+}
+
+/// Builds the images and writes their layouts under `options.out_dir`.
+pub fn build(
+    project: &Project,
+    cache: &Cache,
+    options: &BuildOptions,
+    progress: &dyn Progress,
+) -> Result<Vec<TagSummary>> {
+    crate::lock::check(project)?;
+    let defs = &project.definitions;
+    let wanted = selected_images(project, &options.images)?;
+    let mirrors = Mirrors::resolve(&defs.settings, &options.apt_dir)?;
+    let fetcher = Fetcher::new(options.fetch.clone());
+    let mut summaries = Vec::new();
+    for (dist, _) in defs.distributions() {
+        let lock = Lockfile::read(&project.lockfile_path(dist))?;
+        let epoch = options.source_date_epoch.unwrap_or(lock.epoch);
+        let needed = needed_packages(&lock, &wanted);
+        let debs = fetch_all(&lock, &needed, cache, &mirrors, &fetcher, options.offline, progress)?;
+        let mut per_arch = BTreeMap::new();
+        for arch in &defs.settings.architectures {
+            let layers = build_arch(project, &lock, dist, arch, epoch, &wanted, &debs, options, progress)?;
+            per_arch.insert(arch.clone(), layers);
+        }
+        summaries.extend(write_layouts(project, dist, epoch, &wanted, &per_arch, options, progress)?);
+    }
+    Ok(summaries)
+}
+
+/// The requested images and everything they stand on, in stacking order.
+fn selected_images(project: &Project, names: &[String]) -> Result<Vec<String>> {
+    let all = project.definitions.image_names();
+    if names.is_empty() {
+        return Ok(all);
+    }
+    let mut keep = BTreeSet::new();
+    for n in names {
+        if !all.contains(n) {
+            return Err(Error::Usage(format!(
+                "unknown image {n:?}; images/ defines {}",
+                all.join(", ")
+            )));
+        }
+        keep.extend(project.definitions.stack(n));
+    }
+    Ok(all.into_iter().filter(|n| keep.contains(n)).collect())
+}
+
+fn needed_packages<'l>(lock: &'l Lockfile, images: &[String]) -> Vec<&'l LockedPackage> {
+    let mut seen = BTreeSet::new();
+    let mut out = Vec::new();
+    for img in lock.image.iter().filter(|i| images.contains(&i.name)) {
+        for name in img.packages.iter().chain(&img.debug_packages) {
+            if let Some(p) = lock.find(&img.architecture, name) {
+                if seen.insert(&p.sha256) {
+                    out.push(p);
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Fetches every needed `.deb` through the cache and parses it. A cached
+/// file that no longer matches is discarded and fetched again; a mirror
+/// that serves other bytes than the lock names is an error.
+fn fetch_all(
+    lock: &Lockfile,
+    needed: &[&LockedPackage],
+    cache: &Cache,
+    mirrors: &Mirrors,
+    fetcher: &Fetcher,
+    offline: bool,
+    progress: &dyn Progress,
+) -> Result<HashMap<String, Arc<Deb>>> {
+    progress.begin(&format!("{}: packages", lock.distribution), needed.len() as u64);
+    let debs = needed
+        .par_iter()
+        .map(|p| {
+            let bytes = fetch_deb(lock, p, cache, mirrors, fetcher, offline)?;
+            let deb = read_deb(&bytes).map_err(|e| Error::Package {
+                package: format!("{} {} ({})", p.name, p.version, p.filename),
+                why: e.to_string(),
+            })?;
+            progress.step(&p.name);
+            Ok((p.sha256.clone(), Arc::new(deb)))
+        })
+        .collect::<Result<HashMap<_, _>>>();
+    progress.end();
+    debs
+}
+
+fn fetch_deb(
+    lock: &Lockfile,
+    p: &LockedPackage,
+    cache: &Cache,
+    mirrors: &Mirrors,
+    fetcher: &Fetcher,
+    offline: bool,
+) -> Result<Vec<u8>> {
+    if let Some(bytes) = cache.get(&p.sha256) {
+        return Ok(bytes);
+    }
+    if offline {
+        return Err(Error::Package {
+            package: p.filename.clone(),
+            why: "not in the download cache, and --offline is set".into(),
+        });
+    }
+    let archive = lock
+        .release
+        .iter()
+        .find(|r| r.suite == p.suite)
+        .map(|r| r.archive.as_str())
+        .ok_or_else(|| Error::Package {
+            package: p.name.clone(),
+            why: format!("suite {} is not among the lock's releases", p.suite),
+        })?;
+    let url = format!("{}/{}", mirrors.url(archive)?, p.filename);
+    let mut last = String::new();
+    // One retry on a hash mismatch: a mirror mid-update can serve a stale file.
+    for _ in 0..2 {
+        let bytes = fetcher.get(&url)?;
+        let sum = hex(&Sha256::digest(&bytes));
+        if sum == p.sha256 {
+            cache.put(&p.sha256, &bytes)?;
+            return Ok(bytes);
+        }
+        last = sum;
+    }
+    Err(Error::Package {
+        package: p.filename.clone(),
+        why: format!("sha256 mismatch: the lock says {}, the mirror served {last}", p.sha256),
+    })
+}
+
+/// The layers of every image and debug variant for one architecture:
+/// image name → (own layer, debug layer).
+type ArchLayers = BTreeMap<String, (BuiltLayer, BuiltLayer)>;
+
+#[allow(clippy::too_many_arguments)]
+fn build_arch(
+    project: &Project,
+    lock: &Lockfile,
+    dist: &str,
+    arch: &str,
+    epoch: u64,
+    images: &[String],
+    debs: &HashMap<String, Arc<Deb>>,
+    options: &BuildOptions,
+    progress: &dyn Progress,
+) -> Result<ArchLayers> {
+    let defs = &project.definitions;
+    let distribution = defs
+        .distribution(dist)
+        .ok_or_else(|| Error::Usage(format!("unknown distribution {dist}")))?;
+    // Trees first (cheap, and each needs the one below), then compress all
+    // distinct layers in parallel.
+    let mut views: BTreeMap<String, View> = BTreeMap::new();
+    let mut trees: Vec<(String, bool, Vec<String>, Vec<Entry>)> = Vec::new();
+    for name in images {
+        let image = defs
+            .image(name, dist)
+            .ok_or_else(|| Error::Usage(format!("unknown image {name}")))?;
+        let locked = lock.image(name, arch).ok_or_else(|| {
+            Error::StaleLock(format!("{}: no entry for image {name} ({arch}); run `cargo xtask lock`", project.lockfile_path(dist).display()))
+        })?;
+        let empty = View::new();
+        let lower = image.base.as_ref().and_then(|b| views.get(b)).unwrap_or(&empty);
+        let mut generated = Vec::new();
+        if image.base.is_none() {
+            generated.extend(system::usr_merge_links(arch));
+            generated.extend(system::base_files(&defs.settings.os_release, distribution, epoch));
+        }
+        let ctx = LayerContext {
+            lock,
+            arch,
+            epoch,
+            debs,
+            drop: &defs.settings.drop,
+            image: &image,
+        };
+        let own = ctx.tree(&locked.packages, lower, generated)?;
+        let mut view = lower.clone();
+        view.extend(own.iter().map(|e| (e.path.clone(), e.clone())));
+        let debug = ctx.tree(&locked.debug_packages, &view, Vec::new())?;
+        trees.push((name.clone(), false, locked.packages.clone(), own));
+        trees.push((name.clone(), true, locked.debug_packages.clone(), debug));
+        views.insert(name.clone(), view);
+    }
+    let _ = options;
+    progress.begin(&format!("{dist} {arch}: layers"), trees.len() as u64);
+    let built: Vec<Arc<LayerBlob>> = trees
+        .par_iter()
+        .map(|(name, _, _, entries)| {
+            let layer: Layer = write_layer(entries, epoch).map_err(|e| Error::Package {
+                package: format!("layer of {name} ({arch})"),
+                why: e.to_string(),
+            })?;
+            progress.step(name);
+            Ok(Arc::new(LayerBlob {
+                digest: layer.digest,
+                diff_id: layer.diff_id,
+                size: layer.size,
+                bytes: layer.blob,
+            }))
+        })
+        .collect::<Result<_>>()?;
+    progress.end();
+    let mut out = ArchLayers::new();
+    for ((name, debug, packages, _), layer) in trees.into_iter().zip(built) {
+        let built = BuiltLayer {
+            description: if debug {
+                format!("{name} debug tools: {}", packages.join(", "))
+            } else {
+                format!("{name}: {}", packages.join(", "))
+            },
+            layer,
+            packages,
+        };
+        let slot = out.entry(name).or_insert_with(|| (built.clone(), built.clone()));
+        if debug {
+            slot.1 = built;
+        } else {
+            slot.0 = built;
+        }
+    }
+    Ok(out)
+}
+
+/// What one layer's tree is made from.
+struct LayerContext<'a> {
+    lock: &'a Lockfile,
+    arch: &'a str,
+    epoch: u64,
+    debs: &'a HashMap<String, Arc<Deb>>,
+    drop: &'a [String],
+    image: &'a Image,
+}
+
+impl LayerContext<'_> {
+    /// The entries of a layer holding `packages` on top of `lower`.
+    /// `generated` files go in first when they are links or directories
+    /// (the usr-merge links must exist before any package path is
+    /// resolved) and last otherwise (they replace package files, as
+    /// os-release does).
+    fn tree(&self, packages: &[String], lower: &View, generated: Vec<Entry>) -> Result<Vec<Entry>> {
+        let winners: BTreeMap<String, String> = self
+            .image
+            .path_owner
+            .iter()
+            .map(|p| (p.path.trim_matches('/').to_owned(), p.package.clone()))
+            .collect();
+        let mut fs = Rootfs::new(lower, &winners, self.epoch);
+        let rootfs_err = |e: crate::rootfs::RootfsError| Error::Package {
+            package: format!("{} ({})", self.image.name, self.arch),
+            why: e.to_string(),
+        };
+        let (structure, files): (Vec<Entry>, Vec<Entry>) = generated
+            .into_iter()
+            .partition(|e| !matches!(e.kind, EntryKind::File(_)));
+        for e in structure {
+            fs.add(e, GENERATED).map_err(rootfs_err)?;
+        }
+        let mut late = files;
+        for name in packages {
+            let p = self.lock.find(self.arch, name).ok_or_else(|| {
+                Error::StaleLock(format!("lock has no package {name} for {}; run `cargo xtask lock`", self.arch))
+            })?;
+            let deb = self.debs.get(&p.sha256).ok_or_else(|| Error::Package {
+                package: name.clone(),
+                why: "not fetched".into(),
+            })?;
+            let is_ca = self.image.ca_bundle.as_deref() == Some(name.as_str());
+            if is_ca {
+                late.push(system::ca_bundle(name, &deb.entries, &[], self.epoch).map_err(|e| {
+                    Error::Package { package: name.clone(), why: e.to_string() }
+                })?);
+            }
+            for e in &deb.entries {
+                if keep(&e.path, self.drop, is_ca.then_some(name.as_str())) {
+                    fs.add(e.clone(), name).map_err(rootfs_err)?;
+                }
+            }
+            if deb.entries.iter().any(|e| e.path.ends_with("bin/busybox")) {
+                for e in system::busybox(name, &deb.entries, self.epoch).map_err(|e| {
+                    Error::Package { package: name.clone(), why: e.to_string() }
+                })? {
+                    fs.add(e, GENERATED).map_err(rootfs_err)?;
+                }
+            }
+            for e in system::dpkg_status(name, &deb.control, deb.md5sums.as_deref(), self.epoch) {
+                fs.add(e, name).map_err(rootfs_err)?;
+            }
+        }
+        for e in late {
+            fs.add(e, GENERATED).map_err(rootfs_err)?;
+        }
+        fs.finish().map_err(rootfs_err)
+    }
+}
+
+/// Whether a package path goes into the image: copyright files always;
+/// of the CA package nothing else; otherwise all but the dropped prefixes.
+fn keep(path: &str, drop: &[String], only_copyright_of: Option<&str>) -> bool {
+    let is_copyright = path.starts_with("usr/share/doc/") && path.ends_with("/copyright");
+    if let Some(pkg) = only_copyright_of {
+        return path == format!("usr/share/doc/{pkg}/copyright");
+    }
+    is_copyright
+        || !drop.iter().any(|d| {
+            let d = d.trim_matches('/');
+            path == d || path.starts_with(&format!("{d}/"))
+        })
+}
+
+/// Assembles configs, manifests and tag indices and writes one layout per
+/// image repository (`<image>-<distribution>`).
+fn write_layouts(
+    project: &Project,
+    dist: &str,
+    epoch: u64,
+    images: &[String],
+    per_arch: &BTreeMap<String, ArchLayers>,
+    options: &BuildOptions,
+    progress: &dyn Progress,
+) -> Result<Vec<TagSummary>> {
+    let defs = &project.definitions;
+    let created = oci::rfc3339(epoch).map_err(oci_err)?;
+    // (image, tag, arch) → manifest descriptor, for base annotations.
+    let mut manifests: BTreeMap<(String, &str, String), Descriptor> = BTreeMap::new();
+    let mut summaries = Vec::new();
+    progress.begin(&format!("{dist}: layouts"), images.len() as u64);
+    for name in images {
+        let repo = format!("{name}-{dist}");
+        let image = defs.image(name, dist).ok_or_else(|| Error::Usage(format!("unknown image {name}")))?;
+        let stack = defs.stack(name);
+        let mut writer = LayoutWriter::create(&options.out_dir.join(&repo)).map_err(oci_err)?;
+        let mut top = Vec::new();
+        for variant in VARIANTS {
+            let mut platform_manifests = Vec::new();
+            let mut platforms = Vec::new();
+            for (arch, layers) in per_arch {
+                let mut chain: Vec<&BuiltLayer> = stack.iter().filter_map(|s| layers.get(s).map(|l| &l.0)).collect();
+                if variant.debug {
+                    if let Some(l) = layers.get(name) {
+                        chain.push(&l.1);
+                    }
+                }
+                let platform = Platform::from_debian_arch(arch)
+                    .ok_or_else(|| Error::Usage(format!("architecture {arch} has no OCI platform")))?;
+                let config = image_config(&created, arch, &platform, variant, &chain);
+                let config_blob = Blob::json(oci::MEDIA_TYPE_IMAGE_CONFIG, &config).map_err(oci_err)?;
+                writer.add(&config_blob).map_err(oci_err)?;
+                let mut layer_descs = Vec::new();
+                for l in &chain {
+                    writer.add_blob(&l.layer.digest, &l.layer.bytes).map_err(oci_err)?;
+                    layer_descs.push(Descriptor {
+                        media_type: oci::MEDIA_TYPE_LAYER_GZIP.into(),
+                        digest: l.layer.digest.clone(),
+                        size: l.layer.size,
+                        ..Descriptor::empty()
+                    });
+                }
+                let mut manifest = Manifest::image(config_blob.descriptor.clone(), layer_descs);
+                if let Some(base) = &image.base {
+                    if let Some(d) = manifests.get(&(base.clone(), variant.tag, arch.clone())) {
+                        manifest.annotations.insert(oci::ANNOTATION_BASE_NAME.into(), format!("{base}-{dist}:{}", variant.tag));
+                        manifest.annotations.insert(oci::ANNOTATION_BASE_DIGEST.into(), d.digest.clone());
+                    }
+                }
+                if let Some(url) = &defs.settings.source_url {
+                    manifest.annotations.insert(oci::ANNOTATION_SOURCE.into(), url.clone());
+                }
+                let manifest_blob = Blob::json(oci::MEDIA_TYPE_IMAGE_MANIFEST, &manifest).map_err(oci_err)?;
+                writer.add(&manifest_blob).map_err(oci_err)?;
+                let desc = manifest_blob.descriptor.clone().with_platform(platform);
+                manifests.insert((name.clone(), variant.tag, arch.clone()), desc.clone());
+                // A per-architecture tag, for tools that cannot pick a
+                // platform from an index (umoci).
+                top.push(desc.clone().with_annotation(oci::ANNOTATION_REF_NAME, format!("{}-{arch}", variant.tag)));
+                let size: u64 = chain.iter().map(|l| l.layer.size).sum();
+                platforms.push((arch.clone(), desc.digest.clone(), size, chain.len()));
+                platform_manifests.push(desc);
+            }
+            let index = Index::new(platform_manifests);
+            let index_blob = Blob::json(oci::MEDIA_TYPE_IMAGE_INDEX, &index).map_err(oci_err)?;
+            writer.add(&index_blob).map_err(oci_err)?;
+            top.push(index_blob.descriptor.clone().with_annotation(oci::ANNOTATION_REF_NAME, variant.tag));
+            summaries.push(TagSummary {
+                repository: repo.clone(),
+                tag: variant.tag.to_owned(),
+                index_digest: index_blob.descriptor.digest.clone(),
+                platforms,
+            });
+        }
+        top.sort_by(|a, b| a.annotations.get(oci::ANNOTATION_REF_NAME).cmp(&b.annotations.get(oci::ANNOTATION_REF_NAME)));
+        writer.finish(&Index::new(top)).map_err(oci_err)?;
+        progress.step(&repo);
+    }
+    progress.end();
+    Ok(summaries)
+}
+
+fn image_config(created: &str, arch: &str, platform: &Platform, variant: Variant, chain: &[&BuiltLayer]) -> ImageConfig {
+    let mut path = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".to_owned();
+    if variant.debug {
+        path.push_str(":/busybox");
+    }
+    let (user, workdir) = if variant.nonroot {
+        (system::NONROOT_UID.to_string(), "/home/nonroot")
+    } else {
+        ("0".to_owned(), "/")
+    };
+    ImageConfig {
+        created: Some(created.to_owned()),
+        architecture: platform.architecture.clone(),
+        os: "linux".into(),
+        variant: platform.variant.clone(),
+        config: ContainerConfig {
+            user: Some(user),
+            env: vec![format!("PATH={path}"), "SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt".into()],
+            entrypoint: variant.debug.then(|| vec!["/busybox/sh".to_owned()]),
+            working_dir: Some(workdir.into()),
+            ..ContainerConfig::default()
+        },
+        rootfs: RootFs::layers(chain.iter().map(|l| l.layer.diff_id.clone()).collect()),
+        history: chain
+            .iter()
+            .map(|l| History {
+                created: Some(created.to_owned()),
+                created_by: Some(format!("plinth: {}", l.description)),
+                comment: Some(format!("debian {arch}")),
+                empty_layer: false,
+            })
+            .collect(),
+    }
+}
+
+fn oci_err(e: oci::OciError) -> Error {
+    Error::Output(e.to_string())
+}
+
+/// Where `cargo xtask images` writes by default.
+pub fn default_out_dir(root: &Path) -> PathBuf {
+    root.join("target/images")
+}

@@ -1,0 +1,33 @@
+//! plinth: byte-reproducible distroless base images from pinned,
+//! signature-checked Debian packages.
+//!
+//! The pipeline flows one way: image definitions and the lock
+//! ([`definitions`], [`lockfile`]) → packages ([`archive`], [`resolve`],
+//! [`cache`]) → root file systems ([`deb`], [`rootfs`]) → layers
+//! ([`layer`]) → images ([`oci`]) → SBOMs and digests. See
+//! `ARCHITECTURE.md` for the code map and the invariants.
+
+pub mod archive;
+pub mod build;
+pub mod cache;
+pub mod control;
+pub mod copyright;
+pub mod deb;
+pub mod definitions;
+pub mod entry;
+pub mod fetch;
+mod fsutil;
+pub mod lock;
+pub mod layer;
+pub mod lockfile;
+pub mod mirrors;
+pub mod oci;
+pub mod project;
+pub mod relation;
+pub mod resolve;
+pub mod rootfs;
+pub mod sbom;
+pub mod system;
+pub mod version;
+
+pub use project::{Error, Progress, Project, Result, Silent};

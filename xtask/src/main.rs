@@ -1,0 +1,176 @@
+//! `cargo xtask`: the command line of plinth. Parses arguments, draws
+//! progress, reports errors; every decision is made in the library.
+
+mod bench;
+mod progress;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use plinth::Project;
+use plinth::cache::Cache;
+use plinth::lock::LockOptions;
+
+#[derive(Parser)]
+#[command(name = "cargo xtask", about = "Build and maintain golden distroless base images")]
+struct Cli {
+    /// More logging (-v: what is happening, -vv: every request).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+    /// Use only the download cache; never reach the network.
+    #[arg(long, global = true)]
+    offline: bool,
+    /// Worker threads (default: the number of CPUs). Outputs never depend on it.
+    #[arg(long, global = true, value_name = "N")]
+    jobs: Option<usize>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Resolve the images' packages against the signed archive and write lockfiles/.
+    Lock {
+        /// Without the network: fail if the lockfiles do not match images/.
+        #[arg(long)]
+        check: bool,
+    },
+    /// Build every image (or the named ones and what they stand on) from the lockfiles.
+    Images {
+        /// Image names from images/ (static, base, ...); all when empty.
+        names: Vec<String>,
+        /// Output directory for the OCI layouts.
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+    },
+    /// Time the lock and index parsing from a warm cache.
+    Bench {
+        #[command(subcommand)]
+        what: bench::What,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.verbose);
+    if let Err(err) = run(cli) {
+        eprintln!("error: {}", one_line(&err));
+        return ExitCode::FAILURE;
+    }
+    ExitCode::SUCCESS
+}
+
+fn run(cli: Cli) -> Result<()> {
+    if let Some(jobs) = cli.jobs {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(jobs.max(1))
+            .build_global()
+            .context("setting up worker threads")?;
+    }
+    let root = project_root();
+    match cli.command {
+        Command::Lock { check: true } => {
+            let project = Project::open(&root)?;
+            plinth::lock::check(&project)?;
+            println!("lockfiles match the image definitions");
+        }
+        Command::Lock { check: false } => {
+            let project = Project::open(&root)?;
+            let cache = Cache::from_env()?;
+            let options = LockOptions {
+                offline: cli.offline,
+                ..LockOptions::default()
+            };
+            let report =
+                plinth::lock::lock(&project, &cache, &options, &progress::Bars::new())?;
+            for w in &report.warnings {
+                eprintln!("warning: {w}");
+            }
+            for diff in &report.diffs {
+                print!("{diff}");
+            }
+            for path in &report.written {
+                println!("wrote {}", path.strip_prefix(&root).unwrap_or(path).display());
+            }
+        }
+        Command::Images { names, out } => {
+            let project = Project::open(&root)?;
+            let cache = Cache::from_env()?;
+            let options = build_options(&root, names, out, cli.offline)?;
+            let tags = plinth::build::build(&project, &cache, &options, &progress::Bars::new())?;
+            print_summary(&tags);
+        }
+        Command::Bench { what } => bench::run(&root, what, cli.offline)?,
+    }
+    Ok(())
+}
+
+fn build_options(
+    root: &std::path::Path,
+    images: Vec<String>,
+    out: Option<PathBuf>,
+    offline: bool,
+) -> Result<plinth::build::BuildOptions> {
+    let source_date_epoch = match std::env::var("SOURCE_DATE_EPOCH") {
+        Ok(v) if !v.is_empty() => Some(
+            v.parse()
+                .with_context(|| format!("SOURCE_DATE_EPOCH={v:?} is not a number of seconds"))?,
+        ),
+        _ => None,
+    };
+    Ok(plinth::build::BuildOptions {
+        out_dir: out.unwrap_or_else(|| plinth::build::default_out_dir(root)),
+        layer_cache: Some(root.join("target/plinth-layers")),
+        offline,
+        images,
+        source_date_epoch,
+        fetch: Default::default(),
+        apt_dir: PathBuf::from("/etc/apt"),
+    })
+}
+
+fn print_summary(tags: &[plinth::build::TagSummary]) {
+    println!("{:<22} {:<14} {:<20} {:>10} {:>7}", "IMAGE", "TAG", "INDEX DIGEST", "SIZE (MB)", "LAYERS");
+    for t in tags {
+        let size: u64 = t.platforms.iter().map(|p| p.2).sum();
+        let layers = t.platforms.iter().map(|p| p.3).max().unwrap_or(0);
+        println!(
+            "{:<22} {:<14} {:<20} {:>10.1} {:>7}",
+            t.repository,
+            t.tag,
+            &t.index_digest[..t.index_digest.len().min(19)],
+            size as f64 / 1e6,
+            layers
+        );
+    }
+}
+
+/// The workspace root: xtask lives one level below it.
+fn project_root() -> PathBuf {
+    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    manifest.parent().map(PathBuf::from).unwrap_or(manifest)
+}
+
+fn init_logging(verbose: u8) {
+    use tracing_subscriber::EnvFilter;
+    let level = match verbose {
+        0 => "warn",
+        1 => "info",
+        _ => "debug",
+    };
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new(format!("warn,plinth={level},xtask={level}")));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .without_time()
+        .with_target(false)
+        .init();
+}
+
+/// Errors are reported on one line: the causes joined by `: `.
+fn one_line(err: &anyhow::Error) -> String {
+    format!("{err:#}").replace('\n', " ")
+}
