@@ -20,16 +20,130 @@ pub enum What {
         #[arg(long, default_value_t = 5)]
         runs: usize,
     },
+    /// Build the whole image set from the warm download cache, against
+    /// the decompress + compress floor, then rebuild with nothing changed.
+    Images,
 }
 
-pub fn run(root: &Path, what: What, _offline: bool) -> Result<()> {
+pub fn run(root: &Path, what: What) -> Result<()> {
     match what {
         What::Lock { runs } => lock(root, runs.max(1)),
+        What::Images => images(root),
     }
 }
 
-fn lock(root: &Path, runs: usize) -> Result<()> {
+/// The whole image set from the warm download cache, against a floor
+/// measured on the same inputs in the same run: decompressing every
+/// distinct `data.tar` once plus gzip-compressing every distinct output
+/// layer once, with the build's compressor and level.
+fn images(root: &Path) -> Result<()> {
     let project = Project::open(root)?;
+    let cache = Cache::from_env()?;
+    let out = tempfile::tempdir()?;
+    let layer_cache = tempfile::tempdir()?;
+    let mut options = crate::build_options(root, Vec::new(), Some(out.path().to_owned()), true)?;
+    options.layer_cache = None;
+    let start = Instant::now();
+    let tags = plinth::build::build(&project, &cache, &options, &Silent)
+        .context("build (run `cargo xtask images` once to fill the download cache)")?;
+    let full = start.elapsed();
+    let peak_mb = peak_rss_kb()? / 1024;
+
+    let mut debs = std::collections::BTreeSet::new();
+    for (dist, _) in project.definitions.distributions() {
+        let lock = plinth::lockfile::Lockfile::read(&project.lockfile_path(dist))?;
+        for pkgs in lock.package.values() {
+            debs.extend(pkgs.iter().map(|p| p.sha256.clone()));
+        }
+    }
+    let debs: Vec<Vec<u8>> = debs
+        .iter()
+        .map(|sum| {
+            cache
+                .get(sum)
+                .with_context(|| format!("{sum} is not in the download cache"))
+        })
+        .collect::<Result<_>>()?;
+    let start = Instant::now();
+    let mut unpacked = 0;
+    for deb in &debs {
+        unpacked += plinth::deb::data_tar_size(deb)?;
+    }
+    let decompress = start.elapsed();
+
+    let mut layers = std::collections::BTreeSet::new();
+    for entry in std::fs::read_dir(out.path())? {
+        let dir = entry?.path();
+        for blob in std::fs::read_dir(dir.join("blobs/sha256"))? {
+            let bytes = std::fs::read(blob?.path())?;
+            if bytes.starts_with(&[0x1f, 0x8b]) {
+                layers.insert(bytes);
+            }
+        }
+    }
+    let tars: Vec<Vec<u8>> = layers
+        .iter()
+        .map(|gz| {
+            let mut tar = Vec::new();
+            std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&gz[..]), &mut tar)?;
+            Ok(tar)
+        })
+        .collect::<Result<_>>()?;
+    let start = Instant::now();
+    for tar in &tars {
+        let mut gz = flate2::GzBuilder::new()
+            .mtime(0)
+            .write(Vec::new(), flate2::Compression::new(6));
+        std::io::Write::write_all(&mut gz, tar)?;
+        std::hint::black_box(gz.finish()?);
+    }
+    let compress = start.elapsed();
+    let floor = decompress + compress;
+
+    options.layer_cache = Some(layer_cache.path().to_owned());
+    plinth::build::build(&project, &cache, &options, &Silent)?;
+    let start = Instant::now();
+    plinth::build::build(&project, &cache, &options, &Silent)?;
+    let second = start.elapsed();
+
+    println!(
+        "full build ({} tags, {} distinct .deb, {} distinct layers): {:.2} s",
+        tags.len(),
+        debs.len(),
+        tars.len(),
+        full.as_secs_f64()
+    );
+    println!(
+        "floor: decompress {:.0} MB of data.tar {:.2} s + gzip {:.0} MB of layers {:.2} s = {:.2} s (single thread)",
+        unpacked as f64 / 1e6,
+        decompress.as_secs_f64(),
+        tars.iter().map(Vec::len).sum::<usize>() as f64 / 1e6,
+        compress.as_secs_f64(),
+        floor.as_secs_f64()
+    );
+    println!(
+        "ratio full build / floor: {:.2}",
+        full.as_secs_f64() / floor.as_secs_f64()
+    );
+    println!(
+        "second build, nothing changed: {:.3} s",
+        second.as_secs_f64()
+    );
+    println!("peak memory of the full build: {peak_mb} MB");
+    Ok(())
+}
+
+/// The process's peak resident set so far (`VmHWM`), in kB.
+fn peak_rss_kb() -> Result<u64> {
+    let status = std::fs::read_to_string("/proc/self/status")?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .context("no VmHWM in /proc/self/status")
+}
+
+fn lock(root: &Path, runs: usize) -> Result<()> {
     let cache = Cache::from_env()?;
     let options = LockOptions {
         offline: true,
@@ -56,12 +170,9 @@ fn lock(root: &Path, runs: usize) -> Result<()> {
     let stanzas = plinth::resolve::Universe::new("amd64", &[("bench", text.as_str())])?.len();
     // Floor for parsing: one pass over the bytes looking for line ends.
     let scan = median(runs, || {
-        Ok::<_, std::convert::Infallible>(std::hint::black_box(
-            memchr_count(text.as_bytes()),
-        ))
-        .map(|_| ())
+        Ok::<_, std::convert::Infallible>(std::hint::black_box(memchr_count(text.as_bytes())))
+            .map(|_| ())
     })?;
-    let _ = project;
     println!(
         "re-lock (offline, {} distributions, {} architectures): median {:.3} s over {runs} runs",
         scratch_project.definitions.distributions().count(),

@@ -14,7 +14,10 @@ use plinth::cache::Cache;
 use plinth::lock::LockOptions;
 
 #[derive(Parser)]
-#[command(name = "cargo xtask", about = "Build and maintain golden distroless base images")]
+#[command(
+    name = "cargo xtask",
+    about = "Build and maintain golden distroless base images"
+)]
 struct Cli {
     /// More logging (-v: what is happening, -vv: every request).
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
@@ -45,7 +48,7 @@ enum Command {
         #[arg(long, value_name = "DIR")]
         out: Option<PathBuf>,
     },
-    /// Time the lock and index parsing from a warm cache.
+    /// Benchmarks from a warm cache, each beside a floor measured in the same run.
     Bench {
         #[command(subcommand)]
         what: bench::What,
@@ -83,8 +86,7 @@ fn run(cli: Cli) -> Result<()> {
                 offline: cli.offline,
                 ..LockOptions::default()
             };
-            let report =
-                plinth::lock::lock(&project, &cache, &options, &progress::Bars::new())?;
+            let report = plinth::lock::lock(&project, &cache, &options, &progress::Bars::new())?;
             for w in &report.warnings {
                 eprintln!("warning: {w}");
             }
@@ -92,7 +94,10 @@ fn run(cli: Cli) -> Result<()> {
                 print!("{diff}");
             }
             for path in &report.written {
-                println!("wrote {}", path.strip_prefix(&root).unwrap_or(path).display());
+                println!(
+                    "wrote {}",
+                    path.strip_prefix(&root).unwrap_or(path).display()
+                );
             }
         }
         Command::Images { names, out } => {
@@ -102,7 +107,7 @@ fn run(cli: Cli) -> Result<()> {
             let tags = plinth::build::build(&project, &cache, &options, &progress::Bars::new())?;
             print_summary(&tags);
         }
-        Command::Bench { what } => bench::run(&root, what, cli.offline)?,
+        Command::Bench { what } => bench::run(&root, what)?,
     }
     Ok(())
 }
@@ -132,7 +137,10 @@ fn build_options(
 }
 
 fn print_summary(tags: &[plinth::build::TagSummary]) {
-    println!("{:<22} {:<14} {:<20} {:>10} {:>7}", "IMAGE", "TAG", "INDEX DIGEST", "SIZE (MB)", "LAYERS");
+    println!(
+        "{:<22} {:<14} {:<20} {:>10} {:>7}",
+        "IMAGE", "TAG", "INDEX DIGEST", "SIZE (MB)", "LAYERS"
+    );
     for t in tags {
         let size: u64 = t.platforms.iter().map(|p| p.2).sum();
         let layers = t.platforms.iter().map(|p| p.3).max().unwrap_or(0);

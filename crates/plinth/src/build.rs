@@ -101,15 +101,32 @@ pub fn build(
     let mirrors = Mirrors::resolve(&defs.settings, &options.apt_dir)?;
     let fetcher = Fetcher::new(options.fetch.clone());
     let mut summaries = Vec::new();
+    let layer_cache = options.layer_cache.as_deref().map(LayerCache::new);
     for (dist, _) in defs.distributions() {
         let lock = Lockfile::read(&project.lockfile_path(dist))?;
         let epoch = options.source_date_epoch.unwrap_or(lock.epoch);
-        let needed = needed_packages(&lock, &wanted);
-        let debs = fetch_all(&lock, &needed, cache, &mirrors, &fetcher, options.offline, progress)?;
         let mut per_arch = BTreeMap::new();
+        let mut missing = Vec::new();
         for arch in &defs.settings.architectures {
-            let layers = build_arch(project, &lock, dist, arch, epoch, &wanted, &debs, options, progress)?;
-            per_arch.insert(arch.clone(), layers);
+            let recipes = recipes(project, &lock, dist, arch, epoch, &wanted)?;
+            match layer_cache.as_ref().and_then(|c| c.load_all(&recipes)) {
+                Some(layers) => {
+                    tracing::info!("{dist} {arch}: every layer reused from the layer cache");
+                    per_arch.insert(arch.clone(), layers);
+                }
+                None => missing.push((arch.clone(), recipes)),
+            }
+        }
+        if !missing.is_empty() {
+            let needed = needed_packages(&lock, &wanted);
+            let debs = fetch_all(&lock, &needed, cache, &mirrors, &fetcher, options.offline, progress)?;
+            for (arch, recipes) in missing {
+                let layers = build_arch(project, &lock, dist, &arch, epoch, &wanted, &debs, progress)?;
+                if let Some(c) = &layer_cache {
+                    c.store_all(&recipes, &layers);
+                }
+                per_arch.insert(arch, layers);
+            }
         }
         summaries.extend(write_layouts(project, dist, epoch, &wanted, &per_arch, options, progress)?);
     }
@@ -236,7 +253,6 @@ fn build_arch(
     epoch: u64,
     images: &[String],
     debs: &HashMap<String, Arc<Deb>>,
-    options: &BuildOptions,
     progress: &dyn Progress,
 ) -> Result<ArchLayers> {
     let defs = &project.definitions;
@@ -277,7 +293,6 @@ fn build_arch(
         trees.push((name.clone(), true, locked.debug_packages.clone(), debug));
         views.insert(name.clone(), view);
     }
-    let _ = options;
     progress.begin(&format!("{dist} {arch}: layers"), trees.len() as u64);
     let built: Vec<Arc<LayerBlob>> = trees
         .par_iter()
@@ -315,6 +330,108 @@ fn build_arch(
         }
     }
     Ok(out)
+}
+
+/// For each image: the keys of its own layer and its debug layer, computed
+/// from everything that decides their bytes, before anything is unpacked.
+type Recipes = BTreeMap<String, (String, String)>;
+
+fn recipes(project: &Project, lock: &Lockfile, dist: &str, arch: &str, epoch: u64, images: &[String]) -> Result<Recipes> {
+    let defs = &project.definitions;
+    let mut out = Recipes::new();
+    for name in images {
+        let image = defs.image(name, dist).ok_or_else(|| Error::Usage(format!("unknown image {name}")))?;
+        let locked = lock.image(name, arch).ok_or_else(|| {
+            Error::StaleLock(format!("{}: no entry for image {name} ({arch}); run `cargo xtask lock`", project.lockfile_path(dist).display()))
+        })?;
+        let below = image.base.as_ref().and_then(|b| out.get(b)).map(|r| r.0.clone()).unwrap_or_default();
+        let sums = |names: &[String]| -> Vec<(String, String)> {
+            names.iter().map(|n| (n.clone(), lock.find(arch, n).map(|p| p.sha256.clone()).unwrap_or_default())).collect()
+        };
+        let key = |debug: bool, lower: &str, packages: Vec<(String, String)>| {
+            let inputs = serde_json::json!({
+                "format": LAYER_FORMAT,
+                "plinth": env!("CARGO_PKG_VERSION"),
+                "epoch": epoch,
+                "arch": arch,
+                "distribution": defs.distribution(dist),
+                "settings": (&defs.settings.os_release, &defs.settings.drop),
+                "image": (&image.ca_bundle, &image.path_owner, image.base.is_none()),
+                "debug": debug,
+                "lower": lower,
+                "packages": packages,
+            });
+            hex(&Sha256::digest(inputs.to_string().as_bytes()))
+        };
+        let own = key(false, &below, sums(&locked.packages));
+        let debug = key(true, &own, sums(&locked.debug_packages));
+        out.insert(name.clone(), (own, debug));
+    }
+    Ok(out)
+}
+
+/// Built layers kept by recipe key (`target/plinth-layers`), so a build
+/// with nothing changed unpacks and compresses nothing. `verify` never
+/// uses it.
+struct LayerCache {
+    dir: PathBuf,
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct CachedLayer {
+    digest: String,
+    diff_id: String,
+    description: String,
+    packages: Vec<String>,
+}
+
+impl LayerCache {
+    fn new(dir: &Path) -> Self {
+        LayerCache { dir: dir.to_owned() }
+    }
+
+    fn load(&self, key: &str) -> Option<BuiltLayer> {
+        let meta: CachedLayer = serde_json::from_slice(&std::fs::read(self.dir.join(format!("{key}.json"))).ok()?).ok()?;
+        let bytes = std::fs::read(self.dir.join(meta.digest.trim_start_matches("sha256:"))).ok()?;
+        // A damaged entry is rebuilt, never trusted.
+        if oci::sha256_digest(&bytes) != meta.digest {
+            return None;
+        }
+        Some(BuiltLayer {
+            layer: Arc::new(LayerBlob { digest: meta.digest, diff_id: meta.diff_id, size: bytes.len() as u64, bytes }),
+            packages: meta.packages,
+            description: meta.description,
+        })
+    }
+
+    fn load_all(&self, recipes: &Recipes) -> Option<ArchLayers> {
+        recipes
+            .iter()
+            .map(|(name, (own, debug))| Some((name.clone(), (self.load(own)?, self.load(debug)?))))
+            .collect()
+    }
+
+    /// Best effort: a cache that cannot be written only costs time.
+    fn store_all(&self, recipes: &Recipes, layers: &ArchLayers) {
+        for (name, (own_key, debug_key)) in recipes {
+            let Some((own, debug)) = layers.get(name) else { continue };
+            for (key, l) in [(own_key, own), (debug_key, debug)] {
+                let meta = CachedLayer {
+                    digest: l.layer.digest.clone(),
+                    diff_id: l.layer.diff_id.clone(),
+                    description: l.description.clone(),
+                    packages: l.packages.clone(),
+                };
+                let blob = self.dir.join(l.layer.digest.trim_start_matches("sha256:"));
+                let result = crate::fsutil::write_atomically(&blob, &l.layer.bytes).and_then(|_| {
+                    crate::fsutil::write_atomically(&self.dir.join(format!("{key}.json")), &serde_json::to_vec(&meta).unwrap_or_default())
+                });
+                if let Err(e) = result {
+                    tracing::warn!("layer cache {}: {e}", self.dir.display());
+                }
+            }
+        }
+    }
 }
 
 /// What one layer's tree is made from.
@@ -424,7 +541,7 @@ fn write_layouts(
         let repo = format!("{name}-{dist}");
         let image = defs.image(name, dist).ok_or_else(|| Error::Usage(format!("unknown image {name}")))?;
         let stack = defs.stack(name);
-        let mut writer = LayoutWriter::create(&options.out_dir.join(&repo)).map_err(oci_err)?;
+        let mut writer = PendingLayout::default();
         let mut top = Vec::new();
         for variant in VARIANTS {
             let mut platform_manifests = Vec::new();
@@ -440,10 +557,10 @@ fn write_layouts(
                     .ok_or_else(|| Error::Usage(format!("architecture {arch} has no OCI platform")))?;
                 let config = image_config(&created, arch, &platform, variant, &chain);
                 let config_blob = Blob::json(oci::MEDIA_TYPE_IMAGE_CONFIG, &config).map_err(oci_err)?;
-                writer.add(&config_blob).map_err(oci_err)?;
+                writer.add(config_blob.descriptor.digest.clone(), Content::Owned(config_blob.bytes.clone()));
                 let mut layer_descs = Vec::new();
                 for l in &chain {
-                    writer.add_blob(&l.layer.digest, &l.layer.bytes).map_err(oci_err)?;
+                    writer.add(l.layer.digest.clone(), Content::Layer(l.layer.clone()));
                     layer_descs.push(Descriptor {
                         media_type: oci::MEDIA_TYPE_LAYER_GZIP.into(),
                         digest: l.layer.digest.clone(),
@@ -462,7 +579,7 @@ fn write_layouts(
                     manifest.annotations.insert(oci::ANNOTATION_SOURCE.into(), url.clone());
                 }
                 let manifest_blob = Blob::json(oci::MEDIA_TYPE_IMAGE_MANIFEST, &manifest).map_err(oci_err)?;
-                writer.add(&manifest_blob).map_err(oci_err)?;
+                writer.add(manifest_blob.descriptor.digest.clone(), Content::Owned(manifest_blob.bytes.clone()));
                 let desc = manifest_blob.descriptor.clone().with_platform(platform);
                 manifests.insert((name.clone(), variant.tag, arch.clone()), desc.clone());
                 // A per-architecture tag, for tools that cannot pick a
@@ -474,7 +591,7 @@ fn write_layouts(
             }
             let index = Index::new(platform_manifests);
             let index_blob = Blob::json(oci::MEDIA_TYPE_IMAGE_INDEX, &index).map_err(oci_err)?;
-            writer.add(&index_blob).map_err(oci_err)?;
+            writer.add(index_blob.descriptor.digest.clone(), Content::Owned(index_blob.bytes.clone()));
             top.push(index_blob.descriptor.clone().with_annotation(oci::ANNOTATION_REF_NAME, variant.tag));
             summaries.push(TagSummary {
                 repository: repo.clone(),
@@ -484,11 +601,56 @@ fn write_layouts(
             });
         }
         top.sort_by(|a, b| a.annotations.get(oci::ANNOTATION_REF_NAME).cmp(&b.annotations.get(oci::ANNOTATION_REF_NAME)));
-        writer.finish(&Index::new(top)).map_err(oci_err)?;
+        writer.write(&options.out_dir.join(&repo), &Index::new(top))?;
         progress.step(&repo);
     }
     progress.end();
     Ok(summaries)
+}
+
+enum Content {
+    Owned(Vec<u8>),
+    Layer(Arc<LayerBlob>),
+}
+
+impl Content {
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Content::Owned(b) => b,
+            Content::Layer(l) => &l.bytes,
+        }
+    }
+}
+
+/// A layout assembled in memory, written only when it differs from what
+/// is already on disk: an unchanged rebuild rewrites nothing.
+#[derive(Default)]
+struct PendingLayout {
+    blobs: BTreeMap<String, Content>,
+}
+
+impl PendingLayout {
+    fn add(&mut self, digest: String, content: Content) {
+        self.blobs.entry(digest).or_insert(content);
+    }
+
+    fn write(self, dir: &Path, index: &Index) -> Result<()> {
+        let index_bytes = oci::json_bytes(index).map_err(oci_err)?;
+        let unchanged = std::fs::read(dir.join("index.json")).is_ok_and(|b| b == index_bytes)
+            && self.blobs.iter().all(|(digest, c)| {
+                let path = dir.join("blobs/sha256").join(digest.trim_start_matches("sha256:"));
+                std::fs::metadata(path).is_ok_and(|m| m.len() == c.bytes().len() as u64)
+            });
+        if unchanged {
+            tracing::info!("{}: unchanged", dir.display());
+            return Ok(());
+        }
+        let mut writer = LayoutWriter::create(dir).map_err(oci_err)?;
+        for (digest, content) in &self.blobs {
+            writer.add_blob(digest, content.bytes()).map_err(oci_err)?;
+        }
+        writer.finish(index).map_err(oci_err)
+    }
 }
 
 fn image_config(created: &str, arch: &str, platform: &Platform, variant: Variant, chain: &[&BuiltLayer]) -> ImageConfig {

@@ -101,6 +101,29 @@ pub fn read_deb(bytes: &[u8]) -> Result<Deb, DebError> {
     })
 }
 
+/// Decompresses the `data.tar` member into nothing and returns its size.
+/// Benchmarks use it as the floor of a build: no build can unpack a
+/// package faster than its decompressor runs.
+pub fn data_tar_size(bytes: &[u8]) -> Result<u64, DebError> {
+    let members = ar_members(bytes)?;
+    let mut members = members.iter().skip(1);
+    next_tar(&mut members, "control.tar", "control.tar[.xz|.zst|.gz]")?;
+    let (member, compression) = next_tar(&mut members, "data.tar", "data.tar[.xz|.zst|.gz]")?;
+    let data = member.data;
+    let mut reader: Box<dyn std::io::Read> = match compression {
+        Compression::None => Box::new(data),
+        Compression::Xz => Box::new(liblzma::read::XzDecoder::new_multi_decoder(data)),
+        Compression::Zstd => Box::new(zstd::stream::read::Decoder::with_buffer(data).map_err(|source| {
+            DebError::Member { member: member.name.clone(), source: LayerError::Read { source } }
+        })?),
+        Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(data)),
+    };
+    std::io::copy(&mut reader, &mut std::io::sink()).map_err(|source| DebError::Member {
+        member: member.name.clone(),
+        source: LayerError::Read { source },
+    })
+}
+
 struct Member<'a> {
     name: String,
     data: &'a [u8],

@@ -1,1 +1,994 @@
-#[test] fn placeholder() {}
+//! The lock stage end to end, against a generated archive signed with an
+//! RSA and an Ed25519 key and served on loopback: what a lockfile records,
+//! and that each way a mirror or a definition can be wrong fails with one
+//! line naming the culprit while the previous lockfile stays as it was.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use plinth::cache::Cache;
+use plinth::fetch::FetchOptions;
+use plinth::lock::{LockOptions, LockReport, check, lock};
+use plinth::lockfile::{LockedImage, LockedLeftOut, LockedRelease, Lockfile};
+use plinth::{Project, Silent};
+use plinth_testkit::keys::{DEFAULT_SIGNATURE_TIME, unix_time};
+use plinth_testkit::{Archive, Compression, DebBuilder, PoolEntry, Server, SigningKey, SuiteSpec};
+use sha2::{Digest, Sha256};
+use tempfile::TempDir;
+
+const RSA_KEY: &str = "archive-rsa.asc";
+const ED25519_KEY: &str = "archive-ed25519.asc";
+const BOTH_KEYS: &[&str] = &[RSA_KEY, ED25519_KEY];
+
+const ARCHS: [&str; 2] = ["amd64", "arm64"];
+const SUITES: [&str; 3] = ["trixie", "trixie-updates", "trixie-security"];
+const ATTEMPTS: u32 = 3;
+
+// Release dates deliberately out of suite order, so that the epoch must be
+// the newest date rather than the last suite's.
+const TRIXIE_DATE: &str = "Sun, 01 Nov 2026 09:15:44 UTC";
+const SECURITY_DATE: &str = "Mon, 02 Nov 2026 09:15:44 UTC";
+const UPDATES_DATE: &str = "Tue, 03 Nov 2026 09:15:44 UTC";
+const UPDATES_EPOCH: u64 = 1_793_697_344;
+const VALID_UNTIL: &str = "Sun, 08 Nov 2026 09:15:44 UTC";
+
+const STATIC_TOML: &str = r#"name = "static"
+description = "Users, time zones and MIME types; no libc."
+packages = ["base-files", "netbase", "tzdata"]
+
+[[exclude]]
+package = "debconf"
+reason = "no maintainer script runs in an image"
+"#;
+
+const BASE_TOML: &str = r#"name = "base"
+description = "static plus glibc and OpenSSL."
+base = "static"
+packages = ["libc6"]
+
+[[exclude]]
+package = "libgcc-s1"
+reason = "glibc loads libgcc_s only for pthread_cancel"
+
+[distribution.debian13]
+# A virtual name: only libssl3t64 provides it.
+packages = ["libssl3"]
+"#;
+
+fn rsa_key() -> SigningKey {
+    SigningKey::rsa("Test Archive RSA <rsa@test.invalid>")
+}
+
+fn ed25519_key() -> SigningKey {
+    SigningKey::ed25519("Test Archive Ed25519 <ed25519@test.invalid>")
+}
+
+fn intruder_key() -> SigningKey {
+    SigningKey::ed25519("Intruder <intruder@test.invalid>")
+}
+
+/// A few days after the signatures and before `Valid-Until`.
+fn now() -> SystemTime {
+    unix_time(DEFAULT_SIGNATURE_TIME + 4 * 86_400)
+}
+
+fn debian_spec(name: &str, suite: &str, date: &str) -> SuiteSpec {
+    SuiteSpec {
+        suite: suite.into(),
+        date: date.into(),
+        ..SuiteSpec::new(name).signed_by(&[&rsa_key(), &ed25519_key()])
+    }
+}
+
+/// Like Debian's security archive: a short `Valid-Until` and, here, no
+/// by-hash, so both ways of fetching an index are covered.
+fn security_spec(valid_until: &str) -> SuiteSpec {
+    SuiteSpec {
+        valid_until: Some(valid_until.into()),
+        acquire_by_hash: false,
+        binary_all: false,
+        ..debian_spec("trixie-security", "stable-security", SECURITY_DATE)
+    }
+}
+
+fn sha256(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Fails with every candidate listed: for errors that rayon may report
+/// from either of several equally broken suites or architectures.
+fn assert_one_of(err: &str, candidates: impl IntoIterator<Item = String>) {
+    let candidates: Vec<String> = candidates.into_iter().collect();
+    assert!(
+        candidates.iter().any(|c| c == err),
+        "unexpected error:\n  {err}\nexpected one of:\n  {}",
+        candidates.join("\n  ")
+    );
+}
+
+/// A project in a temp dir, the archive it locks against, the loopback
+/// mirror serving it, and the cache and apt folder it uses.
+struct Fixture {
+    tmp: TempDir,
+    root: PathBuf,
+    debian: Archive,
+    security: Archive,
+    pool: Vec<PoolEntry>,
+    server: Option<Server>,
+    cache_dir: PathBuf,
+    apt_dir: PathBuf,
+    options: LockOptions,
+}
+
+impl Fixture {
+    fn new() -> Self {
+        for var in ["PLINTH_MIRROR_DEBIAN", "PLINTH_MIRROR_DEBIAN_SECURITY"] {
+            assert!(
+                std::env::var_os(var).is_none_or(|v| v.is_empty()),
+                "{var} overrides the test mirrors; unset it to run these tests"
+            );
+        }
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("project");
+        let mirror = tmp.path().join("mirror");
+        let mut debian = Archive::new(mirror.join("debian"));
+        debian
+            .suite(debian_spec("trixie", "stable", TRIXIE_DATE))
+            .suite(debian_spec("trixie-updates", "stable-updates", UPDATES_DATE));
+        let mut security = Archive::new(mirror.join("debian-security"));
+        security
+            .origin("Debian", "Debian-Security")
+            .suite(security_spec(VALID_UNTIL));
+        let apt_dir = tmp.path().join("apt");
+        fs::create_dir_all(&apt_dir).unwrap();
+        let mut fx = Fixture {
+            cache_dir: tmp.path().join("cache"),
+            apt_dir: apt_dir.clone(),
+            root,
+            debian,
+            security,
+            pool: Vec::new(),
+            server: Some(Server::serve(&mirror)),
+            tmp,
+            options: LockOptions {
+                offline: false,
+                apt_dir,
+                fetch: FetchOptions {
+                    connect_timeout: Duration::from_secs(5),
+                    read_timeout: Duration::from_secs(5),
+                    attempts: ATTEMPTS,
+                    first_backoff: Duration::from_millis(10),
+                },
+                now: now(),
+            },
+        };
+        fx.publish_packages();
+        fx.write_archives();
+
+        fs::create_dir_all(fx.root.join("keys")).unwrap();
+        fs::write(fx.root.join("keys").join(RSA_KEY), rsa_key().public_armored()).unwrap();
+        fs::write(
+            fx.root.join("keys").join(ED25519_KEY),
+            ed25519_key().public_armored(),
+        )
+        .unwrap();
+        fx.write_settings(BOTH_KEYS, true);
+        fx.write_image("static", STATIC_TOML);
+        fx.write_image("base", BASE_TOML);
+        fx
+    }
+
+    /// A fixture with a lockfile, for the tests that check a failure
+    /// leaves it alone.
+    fn locked() -> Self {
+        let fx = Fixture::new();
+        fx.lock_ok();
+        fx
+    }
+
+    fn publish_packages(&mut self) {
+        let all = &["all"][..];
+        // static: a Pre-Depends on a virtual package, an alternative whose
+        // first choice does not exist, an excluded alternative group, and
+        // an `all` package updated in -updates.
+        self.publish("trixie", "base-files", "13.8", &ARCHS, &[("Pre-Depends", "awk")]);
+        self.publish("trixie", "mawk", "1.3.4.20250131-1", &ARCHS, &[("Provides", "awk")]);
+        self.publish("trixie", "netbase", "6.5", all, &[("Depends", "mime-support | media-types")]);
+        self.publish("trixie", "media-types", "13.0.0", all, &[]);
+        let tzdata = [("Depends", "debconf (>= 0.5) | debconf-2.0")];
+        self.publish("trixie", "tzdata", "2025b-4", all, &tzdata);
+        self.publish("trixie-updates", "tzdata", "2025c-0+deb13u1", all, &tzdata);
+        self.publish("trixie", "debconf", "1.5.91", all, &[("Provides", "debconf-2.0")]);
+        // base: libc6 newest in -security; an epoch that beats a higher
+        // upstream version and a tilde that sorts before the release; a
+        // binNMU whose Source names its own version.
+        let libc = [("Source", "glibc"), ("Depends", "libgcc-s1")];
+        self.publish("trixie", "libc6", "2.41-12", &ARCHS, &libc);
+        self.publish("trixie-security", "libc6", "2.41-12+deb13u1", &ARCHS, &libc);
+        self.publish("trixie", "libgcc-s1", "14.2.0-19", &ARCHS, &[("Source", "gcc-14")]);
+        let zlib = [("Source", "zlib"), ("Pre-Depends", "libc6 (>= 2.14)")];
+        self.publish("trixie", "zlib1g", "1:1.3.dfsg-3.1", &ARCHS, &zlib);
+        self.publish("trixie-updates", "zlib1g", "1.3.1-1", &ARCHS, &zlib);
+        let zstd = [("Source", "libzstd"), ("Depends", "libc6 (>= 2.34)")];
+        self.publish("trixie", "libzstd1", "1.5.7+dfsg-1", &ARCHS, &zstd);
+        self.publish("trixie-updates", "libzstd1", "1.5.7+dfsg-1~deb13u1", &ARCHS, &zstd);
+        self.publish(
+            "trixie",
+            "libssl3t64",
+            "3.5.1-1+b1",
+            &ARCHS,
+            &[
+                ("Source", "openssl (3.5.1-1)"),
+                ("Provides", "libssl3 (= 3.5.1-1+b1)"),
+                ("Depends", "libc6 (>= 2.34), zlib1g (>= 1:1.1.4), libzstd1 (>= 1.5.5)"),
+            ],
+        );
+        self.publish("trixie", "busybox-static", "1:1.37.0-6", &ARCHS, &[("Source", "busybox")]);
+    }
+
+    /// Adds a package to `suite` for each of `archs`; call
+    /// [`Fixture::write_archives`] to publish.
+    fn publish(
+        &mut self,
+        suite: &str,
+        name: &str,
+        version: &str,
+        archs: &[&str],
+        fields: &[(&str, &str)],
+    ) {
+        let archive = if suite.ends_with("-security") {
+            &mut self.security
+        } else {
+            &mut self.debian
+        };
+        for arch in archs {
+            let mut deb = DebBuilder::new(name, version, arch);
+            for (field, value) in fields {
+                deb = deb.field(field, value);
+            }
+            let copyright = format!("/usr/share/doc/{name}/copyright");
+            let deb = deb.file(&copyright, 0o644, format!("{name} {version} {arch}"));
+            self.pool.push(archive.add(suite, &deb.build()));
+        }
+    }
+
+    fn write_archives(&self) {
+        self.debian.write();
+        self.security.write();
+    }
+
+    fn archive(&self, suite: &str) -> &Archive {
+        if suite.ends_with("-security") {
+            &self.security
+        } else {
+            &self.debian
+        }
+    }
+
+    fn server(&self) -> &Server {
+        self.server.as_ref().expect("the mirror is running")
+    }
+
+    fn url(&self) -> String {
+        self.server().url()
+    }
+
+    /// The URL of `path` below the archive that holds `suite`.
+    fn suite_url(&self, suite: &str, path: &str) -> String {
+        let archive = if suite.ends_with("-security") {
+            "debian-security"
+        } else {
+            "debian"
+        };
+        format!("{}/{archive}/dists/{suite}/{path}", self.url())
+    }
+
+    fn write_settings(&self, keys: &[&str], mirrors: bool) {
+        let keys: Vec<String> = keys.iter().map(|k| format!("{k:?}")).collect();
+        let mirrors = if mirrors {
+            let url = self.url();
+            format!("[mirrors]\ndebian = \"{url}/debian\"\ndebian-security = \"{url}/debian-security\"\n")
+        } else {
+            String::new()
+        };
+        let text = format!(
+            r#"architectures = ["amd64", "arm64"]
+debug-packages = ["busybox-static"]
+
+{mirrors}
+[os-release]
+pretty-name = "Distroless"
+home-url = "https://example.invalid/"
+support-url = "https://example.invalid/support"
+bug-report-url = "https://example.invalid/issues"
+
+[distribution.debian13]
+codename = "trixie"
+version = "13"
+components = ["main"]
+keys = [{}]
+suites = [
+  {{ name = "trixie", archive = "debian" }},
+  {{ name = "trixie-updates", archive = "debian" }},
+  {{ name = "trixie-security", archive = "debian-security" }},
+]
+"#,
+            keys.join(", ")
+        );
+        fs::create_dir_all(self.root.join("images")).unwrap();
+        fs::write(self.root.join("images/plinth.toml"), text).unwrap();
+    }
+
+    fn image_path(&self, name: &str) -> PathBuf {
+        self.root.join("images").join(format!("{name}.toml"))
+    }
+
+    fn write_image(&self, name: &str, text: &str) {
+        fs::write(self.image_path(name), text).unwrap();
+    }
+
+    fn project(&self) -> Project {
+        Project::open(&self.root).unwrap()
+    }
+
+    fn lock(&self) -> plinth::Result<LockReport> {
+        self.lock_at(&self.root, &self.cache_dir)
+    }
+
+    fn lock_at(&self, root: &Path, cache_dir: &Path) -> plinth::Result<LockReport> {
+        let project = Project::open(root)?;
+        let cache = Cache::at(cache_dir)?;
+        lock(&project, &cache, &self.options, &Silent)
+    }
+
+    fn lock_ok(&self) -> LockReport {
+        self.lock().unwrap_or_else(|e| panic!("lock failed: {e}"))
+    }
+
+    /// Locks from an empty cache (verified indices in the cache would hide
+    /// a broken `Packages.xz` behind an unchanged Release), expecting a
+    /// one-line error and the previous lockfile untouched.
+    fn lock_fails(&self) -> String {
+        let before = fs::read(self.lockfile_path()).expect("a lockfile from an earlier lock");
+        self.clear_cache();
+        let err = match self.lock() {
+            Ok(_) => panic!("lock succeeded"),
+            Err(e) => e.to_string(),
+        };
+        eprintln!("ERR: {err}");
+        assert!(!err.contains('\n'), "error is not one line: {err}");
+        let after = fs::read(self.lockfile_path()).expect("the lockfile is still there");
+        assert!(before == after, "a failed lock changed the lockfile ({err})");
+        err
+    }
+
+    fn clear_cache(&self) {
+        if self.cache_dir.exists() {
+            fs::remove_dir_all(&self.cache_dir).unwrap();
+        }
+    }
+
+    fn lockfile_path(&self) -> PathBuf {
+        self.root.join("lockfiles/debian13.lock.toml")
+    }
+
+    fn lockfile(&self) -> Lockfile {
+        Lockfile::read(&self.lockfile_path()).unwrap()
+    }
+
+    fn lockfile_bytes(&self) -> Vec<u8> {
+        fs::read(self.lockfile_path()).unwrap()
+    }
+
+    fn pool_entry(&self, filename: &str) -> &PoolEntry {
+        self.pool
+            .iter()
+            .find(|e| e.filename == filename)
+            .unwrap_or_else(|| panic!("{filename} is not in the pool"))
+    }
+}
+
+fn left_out(package: &str, wanted_by: &str, relation: &str, reason: &str) -> LockedLeftOut {
+    LockedLeftOut {
+        package: package.into(),
+        wanted_by: wanted_by.into(),
+        relation: relation.into(),
+        reason: reason.into(),
+    }
+}
+
+fn strings(items: &[&str]) -> Vec<String> {
+    items.iter().map(|s| s.to_string()).collect()
+}
+
+#[test]
+fn locks_the_expected_packages_and_relocks_identically() {
+    let fx = Fixture::new();
+    let report = fx.lock_ok();
+    assert_eq!(report.warnings, Vec::<String>::new());
+    assert_eq!(report.written, [fx.lockfile_path()]);
+
+    let lock = fx.lockfile();
+    assert_eq!(
+        (lock.distribution.as_str(), lock.codename.as_str(), lock.epoch),
+        ("debian13", "trixie", UPDATES_EPOCH)
+    );
+    let release: Vec<LockedRelease> = [
+        ("trixie", "debian", TRIXIE_DATE),
+        ("trixie-updates", "debian", UPDATES_DATE),
+        ("trixie-security", "debian-security", SECURITY_DATE),
+    ]
+    .into_iter()
+    .map(|(suite, archive, date)| LockedRelease {
+        suite: suite.into(),
+        archive: archive.into(),
+        date: date.into(),
+        inrelease_sha256: sha256(&fx.archive(suite).inrelease(suite)),
+    })
+    .collect();
+    assert_eq!(lock.release, release);
+
+    // (name, version, suite, source, source version, required by)
+    let expected: &[(&str, &str, &str, &str, &str, &[&str])] = &[
+        ("base-files", "13.8", "trixie", "base-files", "13.8", &["static: requested"]),
+        (
+            "busybox-static",
+            "1:1.37.0-6",
+            "trixie",
+            "busybox",
+            "1:1.37.0-6",
+            &["base (debug): requested", "static (debug): requested"],
+        ),
+        (
+            "libc6",
+            "2.41-12+deb13u1",
+            "trixie-security",
+            "glibc",
+            "2.41-12+deb13u1",
+            &["base: libssl3t64", "base: libzstd1", "base: requested", "base: zlib1g"],
+        ),
+        ("libssl3t64", "3.5.1-1+b1", "trixie", "openssl", "3.5.1-1", &["base: requested"]),
+        ("libzstd1", "1.5.7+dfsg-1", "trixie", "libzstd", "1.5.7+dfsg-1", &["base: libssl3t64"]),
+        ("mawk", "1.3.4.20250131-1", "trixie", "mawk", "1.3.4.20250131-1", &["static: base-files"]),
+        ("media-types", "13.0.0", "trixie", "media-types", "13.0.0", &["static: netbase"]),
+        ("netbase", "6.5", "trixie", "netbase", "6.5", &["static: requested"]),
+        (
+            "tzdata",
+            "2025c-0+deb13u1",
+            "trixie-updates",
+            "tzdata",
+            "2025c-0+deb13u1",
+            &["static: requested"],
+        ),
+        ("zlib1g", "1:1.3.dfsg-3.1", "trixie", "zlib", "1:1.3.dfsg-3.1", &["base: libssl3t64"]),
+    ];
+    assert_eq!(lock.package.keys().collect::<Vec<_>>(), ARCHS);
+    for arch in ARCHS {
+        let got: Vec<_> = lock
+            .packages(arch)
+            .iter()
+            .map(|p| {
+                let required: Vec<&str> = p.required_by.iter().map(String::as_str).collect();
+                (
+                    p.name.as_str(),
+                    p.version.as_str(),
+                    p.suite.as_str(),
+                    p.source.as_str(),
+                    p.source_version.as_str(),
+                    required,
+                )
+            })
+            .collect();
+        let want: Vec<_> = expected
+            .iter()
+            .map(|&(n, v, s, src, sv, req)| (n, v, s, src, sv, req.to_vec()))
+            .collect();
+        assert_eq!(got, want, "{arch}");
+        for p in lock.packages(arch) {
+            let entry = fx.pool_entry(&p.filename);
+            assert_eq!(
+                (&p.version, &p.architecture, p.size, &p.sha256),
+                (&entry.version, &entry.architecture, entry.size, &entry.sha256),
+                "{arch} {}",
+                p.name
+            );
+            let all = ["media-types", "netbase", "tzdata"].contains(&p.name.as_str());
+            assert_eq!(p.architecture, if all { "all" } else { arch }, "{}", p.name);
+        }
+    }
+
+    let static_left_out = [left_out(
+        "debconf",
+        "tzdata",
+        "debconf (>= 0.5) | debconf-2.0",
+        "no maintainer script runs in an image",
+    )];
+    let base_left_out = [left_out(
+        "libgcc-s1",
+        "libc6",
+        "libgcc-s1",
+        "glibc loads libgcc_s only for pthread_cancel",
+    )];
+    let image = |name: &str, arch: &str, base: Option<&str>, pkgs: &[&str], out: &[LockedLeftOut]| {
+        LockedImage {
+            name: name.into(),
+            architecture: arch.into(),
+            base: base.map(Into::into),
+            packages: strings(pkgs),
+            debug_packages: strings(&["busybox-static"]),
+            left_out: out.to_vec(),
+        }
+    };
+    let static_pkgs = ["base-files", "mawk", "media-types", "netbase", "tzdata"];
+    let base_pkgs = ["libc6", "libssl3t64", "libzstd1", "zlib1g"];
+    assert_eq!(
+        lock.image,
+        [
+            image("static", "amd64", None, &static_pkgs, &static_left_out),
+            image("static", "arm64", None, &static_pkgs, &static_left_out),
+            image("base", "amd64", Some("static"), &base_pkgs, &base_left_out),
+            image("base", "arm64", Some("static"), &base_pkgs, &base_left_out),
+        ]
+    );
+    check(&fx.project()).unwrap();
+
+    let first = fx.lockfile_bytes();
+    let report = fx.lock_ok();
+    assert!(report.written.is_empty());
+    assert_eq!(report.diffs.len(), 1);
+    assert!(report.diffs[0].is_empty(), "{}", report.diffs[0]);
+    assert_eq!(report.diffs[0].to_string(), "debian13: no package changes\n");
+    assert!(fx.lockfile_bytes() == first, "a re-lock changed the lockfile");
+
+    let mut fx = fx;
+    let libc = [("Source", "glibc"), ("Depends", "libgcc-s1")];
+    fx.publish("trixie-security", "libc6", "2.41-12+deb13u2", &ARCHS, &libc);
+    fx.write_archives();
+    let report = fx.lock_ok();
+    assert_eq!(report.written, [fx.lockfile_path()]);
+    assert_eq!(
+        report.diffs[0].to_string(),
+        "debian13:\n  upgraded libc6 2.41-12+deb13u1 → 2.41-12+deb13u2 (amd64, arm64)\n"
+    );
+    let lock = fx.lockfile();
+    for arch in ARCHS {
+        let libc6 = lock.find(arch, "libc6").unwrap();
+        assert_eq!(libc6.version, "2.41-12+deb13u2");
+        assert_eq!(libc6.sha256, fx.pool_entry(&libc6.filename).sha256);
+    }
+}
+
+#[test]
+fn check_follows_the_definitions_not_their_formatting() {
+    let mut fx = Fixture::new();
+    let path = fx.lockfile_path();
+    assert_eq!(
+        check(&fx.project()).unwrap_err().to_string(),
+        format!("{}: missing; run `cargo xtask lock`", path.display())
+    );
+    fx.lock_ok();
+    // Nothing below may need the mirror.
+    fx.server = None;
+    check(&fx.project()).unwrap();
+
+    let reworded = STATIC_TOML.replace(
+        "Users, time zones and MIME types; no libc.",
+        "The bottom image: users and time zones.",
+    );
+    fx.write_image("static", &format!("# The image every other one stands on.\n\n{reworded}# end\n"));
+    check(&fx.project()).unwrap();
+
+    fx.write_image("static", &STATIC_TOML.replace(r#""tzdata"]"#, r#""tzdata", "media-types"]"#));
+    assert_eq!(
+        check(&fx.project()).unwrap_err().to_string(),
+        format!(
+            "{}: stale, the image definitions changed since it was made; run `cargo xtask lock`",
+            path.display()
+        )
+    );
+}
+
+/// Trusting one key alone must be enough, and must really be the only
+/// key trusted: the archive re-signed by the other key alone is refused.
+fn trusts_only(trusted: &str, other: &SigningKey) {
+    let fx = Fixture::new();
+    fx.write_settings(&[trusted], true);
+    fx.lock_ok();
+    fx.debian.resign("trixie", &[other]);
+    let err = fx.lock_fails();
+    assert_eq!(
+        err,
+        format!(
+            "{}: no valid signature from a trusted key (signed by key {}, which is not in the trusted keys)",
+            fx.suite_url("trixie", "InRelease"),
+            other.signing_fingerprint()
+        )
+    );
+}
+
+#[test]
+fn an_ed25519_key_alone_is_trusted() {
+    trusts_only(ED25519_KEY, &rsa_key());
+}
+
+#[test]
+fn an_rsa_key_alone_is_trusted() {
+    trusts_only(RSA_KEY, &ed25519_key());
+}
+
+#[test]
+fn rejects_a_tampered_inrelease() {
+    let fx = Fixture::locked();
+    fx.debian.tamper_inrelease("trixie-updates");
+    let err = fx.lock_fails();
+    let mut bad: Vec<String> = [rsa_key(), ed25519_key()]
+        .iter()
+        .map(|k| format!("bad signature by key {}", k.signing_fingerprint()))
+        .collect();
+    bad.sort();
+    assert_eq!(
+        err,
+        format!(
+            "{}: no valid signature from a trusted key ({})",
+            fx.suite_url("trixie-updates", "InRelease"),
+            bad.join("; ")
+        )
+    );
+}
+
+#[test]
+fn rejects_a_signature_by_an_untrusted_key() {
+    let fx = Fixture::locked();
+    // One good signature among others is enough, as for apt.
+    fx.security
+        .resign("trixie-security", &[&intruder_key(), &ed25519_key()]);
+    fx.lock_ok();
+    fx.security.resign("trixie-security", &[&intruder_key()]);
+    let err = fx.lock_fails();
+    assert_eq!(
+        err,
+        format!(
+            "{}: no valid signature from a trusted key (signed by key {}, which is not in the trusted keys)",
+            fx.suite_url("trixie-security", "InRelease"),
+            intruder_key().signing_fingerprint()
+        )
+    );
+}
+
+#[test]
+fn rejects_an_unsigned_inrelease() {
+    let fx = Fixture::locked();
+    fx.debian.unsign("trixie");
+    assert_eq!(
+        fx.lock_fails(),
+        format!(
+            "{}: not signed (expected a clear-signed InRelease)",
+            fx.suite_url("trixie", "InRelease")
+        )
+    );
+}
+
+#[test]
+fn rejects_an_expired_release() {
+    let mut fx = Fixture::locked();
+    let past = "Wed, 04 Nov 2026 09:15:44 UTC";
+    fx.security.suite(security_spec(past));
+    fx.write_archives();
+    assert_eq!(
+        fx.lock_fails(),
+        format!(
+            "{}: expired: Valid-Until {past} is in the past",
+            fx.suite_url("trixie-security", "InRelease")
+        )
+    );
+}
+
+#[test]
+fn rejects_packages_xz_that_differ_from_the_release() {
+    let fx = Fixture::locked();
+    let xz_sha = |suite: &str, arch: &str| {
+        let path = fx.archive(suite).packages_path(suite, arch, Compression::Xz);
+        sha256(&fs::read(path).unwrap())
+    };
+
+    // Same size, other bytes, fetched by hash.
+    let listed = xz_sha("trixie", "amd64");
+    fx.debian.corrupt_packages_xz("trixie", "amd64");
+    assert_eq!(
+        fx.lock_fails(),
+        format!(
+            "{}: sha256 mismatch: the Release says {listed}, got {}",
+            fx.suite_url("trixie", &format!("main/binary-amd64/by-hash/SHA256/{listed}")),
+            xz_sha("trixie", "amd64")
+        )
+    );
+    fx.debian.write();
+
+    // Another valid index in place of the listed one, fetched by path.
+    let path = fx.security.packages_path("trixie-security", "arm64", Compression::Xz);
+    let listed_size = fs::metadata(&path).unwrap().len();
+    let other = Compression::Xz.compress(b"Package: evil\n");
+    fx.security.replace_packages_xz("trixie-security", "arm64", &other);
+    assert_eq!(
+        fx.lock_fails(),
+        format!(
+            "{}: size mismatch: the Release says {listed_size}, got {}",
+            fx.suite_url("trixie-security", "main/binary-arm64/Packages.xz"),
+            other.len()
+        )
+    );
+}
+
+#[test]
+fn rejects_a_truncated_packages_xz_with_matching_hashes() {
+    let fx = Fixture::locked();
+    let path = fx.debian.packages_path("trixie-updates", "arm64", Compression::Xz);
+    let len = fs::metadata(&path).unwrap().len() as usize;
+    fx.debian
+        .truncate_packages_xz_signed("trixie-updates", "arm64", len / 2);
+    let sha = sha256(&fs::read(&path).unwrap());
+    let err = fx.lock_fails();
+    let url = fx.suite_url(
+        "trixie-updates",
+        &format!("main/binary-arm64/by-hash/SHA256/{sha}"),
+    );
+    assert!(
+        err.starts_with(&format!("{url}: corrupt xz data: ")),
+        "{err}"
+    );
+}
+
+#[test]
+fn rejects_an_unknown_package() {
+    let fx = Fixture::locked();
+    fx.write_image(
+        "static",
+        &STATIC_TOML.replace(r#""tzdata"]"#, r#""tzdata", "no-such-package"]"#),
+    );
+    assert_one_of(
+        &fx.lock_fails(),
+        ARCHS.map(|a| {
+            format!("static ({a}): unknown package \"no-such-package\": no suite has it for {a}")
+        }),
+    );
+}
+
+#[test]
+fn rejects_an_unsatisfiable_dependency_with_its_chain() {
+    let mut fx = Fixture::locked();
+    let all = &["all"][..];
+    fx.publish("trixie", "a", "1", all, &[("Depends", "b")]);
+    fx.publish("trixie", "b", "1", all, &[("Depends", "c (>= 2)")]);
+    fx.publish("trixie", "c", "1", all, &[]);
+    fx.write_archives();
+    fx.write_image(
+        "app",
+        "name = \"app\"\ndescription = \"An application.\"\nbase = \"base\"\npackages = [\"a\"]\n",
+    );
+    assert_one_of(
+        &fx.lock_fails(),
+        ARCHS.map(|a| {
+            format!("app ({a}): a → b depends on \"c (>= 2)\", which no suite can satisfy")
+        }),
+    );
+}
+
+#[test]
+fn rejects_malformed_definitions() {
+    let fx = Fixture::locked();
+    let static_path = fx.image_path("static").display().to_string();
+    let base_path = fx.image_path("base").display().to_string();
+
+    fx.write_image("static", &STATIC_TOML.replace("packages =", "pakages ="));
+    let err = fx.lock_fails();
+    assert!(
+        err.starts_with(&format!("{static_path}: ")) && err.contains("unknown field `pakages`"),
+        "{err}"
+    );
+    fx.write_image("static", STATIC_TOML);
+
+    fx.write_image(
+        "static",
+        &STATIC_TOML.replace("packages =", "base = \"base\"\npackages ="),
+    );
+    assert_eq!(
+        fx.lock_fails(),
+        format!("{base_path}: images stand on each other in a cycle: base → static → base")
+    );
+    fx.write_image("static", STATIC_TOML);
+
+    fx.write_image("base", &BASE_TOML.replace(r#"base = "static""#, r#"base = "statik""#));
+    assert_eq!(
+        fx.lock_fails(),
+        format!("{base_path}: image \"base\" stands on \"statik\", which is not defined")
+    );
+}
+
+/// The mirror answers `status` for one index every time: retried, then
+/// reported with its URL.
+fn mirror_keeps_failing(suite: &str, path: &str, status: u16, reason: &str) {
+    let fx = Fixture::locked();
+    let url = fx.suite_url(suite, path);
+    let url_path = url.strip_prefix(&fx.url()).unwrap().to_owned();
+    fx.server().fail(&url_path, status, usize::MAX);
+    fx.server().clear_requests();
+    assert_eq!(
+        fx.lock_fails(),
+        format!("GET {url}: HTTP {status} {reason} (after {ATTEMPTS} attempts)")
+    );
+    assert_eq!(fx.server().hits(&url_path), ATTEMPTS as usize);
+}
+
+#[test]
+fn reports_a_mirror_answering_404() {
+    mirror_keeps_failing("trixie", "InRelease", 404, "Not Found");
+}
+
+#[test]
+fn reports_a_mirror_answering_500() {
+    mirror_keeps_failing(
+        "trixie-security",
+        "main/binary-amd64/Packages.xz",
+        500,
+        "Internal Server Error",
+    );
+}
+
+#[test]
+fn reports_a_mirror_that_stalls() {
+    let mut fx = Fixture::locked();
+    fx.options.fetch.read_timeout = Duration::from_millis(300);
+    let url = fx.suite_url("trixie", "InRelease");
+    fx.server()
+        .stall("/debian/dists/trixie/InRelease", Duration::from_secs(30), usize::MAX);
+    let err = fx.lock_fails();
+    assert!(
+        err.starts_with(&format!("GET {url}: ")) && err.ends_with(&format!("(after {ATTEMPTS} attempts)")),
+        "{err}"
+    );
+    assert!(err.contains("timeout") || err.contains("timed out"), "{err}");
+}
+
+#[test]
+fn retries_a_transient_failure() {
+    let fx = Fixture::new();
+    fx.server().fail("/debian/dists/trixie/InRelease", 503, 1);
+    fx.lock_ok();
+    assert_eq!(fx.server().hits("/debian/dists/trixie/InRelease"), 2);
+    assert_eq!(fx.lockfile().package["amd64"].len(), 10);
+}
+
+#[test]
+fn fetches_indices_by_hash_where_the_release_offers_it() {
+    let fx = Fixture::new();
+    fx.lock_ok();
+    let requests = fx.server().requests();
+    let base = fx.url();
+    let requested = |suite: &str, path: &str| {
+        let url = fx.suite_url(suite, path);
+        requests.contains(&url.strip_prefix(&base).unwrap().to_owned())
+    };
+    for arch in ARCHS {
+        for suite in ["trixie", "trixie-updates"] {
+            let xz = fx.debian.packages_path(suite, arch, Compression::Xz);
+            let sha = sha256(&fs::read(xz).unwrap());
+            let by_hash = format!("main/binary-{arch}/by-hash/SHA256/{sha}");
+            assert!(requested(suite, &by_hash), "{suite} {arch}: {requests:#?}");
+            let plain = format!("main/binary-{arch}/Packages.xz");
+            assert!(!requested(suite, &plain), "{suite} {arch}: {requests:#?}");
+        }
+        let plain = format!("main/binary-{arch}/Packages.xz");
+        assert!(requested("trixie-security", &plain), "{requests:#?}");
+    }
+    // Only what the lock needs: InRelease and one index per suite and arch.
+    assert_eq!(requests.len(), 3 + 3 * 2, "{requests:#?}");
+}
+
+#[test]
+fn falls_back_to_the_plain_path_when_a_by_hash_copy_is_missing() {
+    let fx = Fixture::new();
+    let dir = fx.debian.suite_dir("trixie-updates").join("main/binary-amd64/by-hash");
+    fs::remove_dir_all(dir).unwrap();
+    fx.lock_ok();
+    assert_eq!(
+        fx.server().hits("/debian/dists/trixie-updates/main/binary-amd64/Packages.xz"),
+        1
+    );
+}
+
+#[test]
+fn relocks_offline_from_the_cache() {
+    let mut fx = Fixture::new();
+    fx.lock_ok();
+    let online = fx.lockfile_bytes();
+    fx.server = None;
+    fx.options.offline = true;
+    let report = fx.lock_ok();
+    assert!(report.written.is_empty());
+    assert!(report.diffs[0].is_empty(), "{}", report.diffs[0]);
+    assert!(fx.lockfile_bytes() == online, "an offline re-lock changed the lockfile");
+
+    assert_one_of(
+        &fx.lock_fails(),
+        SUITES.map(|s| format!("suite {s}: offline and nothing cached for InRelease")),
+    );
+}
+
+/// One-line `deb` entries of a Debian mirror and of a third-party one
+/// that must be ignored.
+fn sources_list(fx: &Fixture, archive: &str, suite: &str) -> String {
+    format!(
+        "# Debian\ndeb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] {}/{archive}/ {suite} main\n\
+         deb-src {}/{archive} {suite} main\n\
+         deb http://127.0.0.1:9/ubuntu noble main\n",
+        fx.url(),
+        fx.url()
+    )
+}
+
+#[test]
+fn takes_mirrors_from_the_apt_configuration() {
+    let fx = Fixture::new();
+    fx.lock_ok();
+    let via_settings = fx.lockfile_bytes();
+    fs::remove_file(fx.lockfile_path()).unwrap();
+
+    fx.write_settings(BOTH_KEYS, false);
+    fs::write(fx.apt_dir.join("sources.list"), sources_list(&fx, "debian", "trixie")).unwrap();
+    fs::create_dir_all(fx.apt_dir.join("sources.list.d")).unwrap();
+    let deb822 = format!(
+        "Types: deb\nURIs: {}/debian-security\nSuites: trixie-security\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n",
+        fx.url()
+    );
+    fs::write(fx.apt_dir.join("sources.list.d/x.sources"), deb822).unwrap();
+    fx.server().clear_requests();
+    fx.lock_ok();
+    assert!(fx.lockfile_bytes() == via_settings, "apt mirrors gave another lock");
+    assert_eq!(fx.server().hits("/debian-security/dists/trixie-security/InRelease"), 1);
+    assert_eq!(fx.server().hits("/debian/dists/trixie-updates/InRelease"), 1);
+}
+
+#[test]
+fn names_the_variable_to_set_when_apt_has_no_debian_mirror() {
+    let fx = Fixture::locked();
+    fx.write_settings(BOTH_KEYS, false);
+    let sources = sources_list(&fx, "debian-security", "trixie-security");
+    fs::write(fx.apt_dir.join("sources.list"), sources).unwrap();
+    assert_eq!(
+        fx.lock_fails(),
+        format!(
+            "no mirror for archive \"debian\": the apt configuration under {} has no Debian entry for it; set PLINTH_MIRROR_DEBIAN or [mirrors] \"debian\" in images/plinth.toml",
+            fx.apt_dir.display()
+        )
+    );
+}
+
+#[test]
+fn two_locks_share_one_cache() {
+    let fx = Fixture::new();
+    let copy = fx.tmp.path().join("copy");
+    for dir in ["images", "keys"] {
+        fs::create_dir_all(copy.join(dir)).unwrap();
+        for entry in fs::read_dir(fx.root.join(dir)).unwrap() {
+            let entry = entry.unwrap();
+            fs::copy(entry.path(), copy.join(dir).join(entry.file_name())).unwrap();
+        }
+    }
+    // A few rounds from an empty cache, so both locks race to fill it.
+    for _ in 0..3 {
+        fx.clear_cache();
+        std::thread::scope(|s| {
+            let locks = [&fx.root, &copy].map(|root| s.spawn(|| fx.lock_at(root, &fx.cache_dir)));
+            for lock in locks {
+                lock.join().unwrap().unwrap_or_else(|e| panic!("lock failed: {e}"));
+            }
+        });
+        let a = fs::read(fx.lockfile_path()).unwrap();
+        let b = fs::read(copy.join("lockfiles/debian13.lock.toml")).unwrap();
+        assert!(a == b, "the two locks differ");
+    }
+}

@@ -1,0 +1,281 @@
+//! Test support: inspect and run built images with real tools (skopeo,
+//! umoci, runc), without a container engine.
+//!
+//! Adapted from the tool exploration (FINDINGS.md of the tools helper):
+//! * A tool that is missing makes a test skip with a printed reason, except
+//!   under CI (`CI=true`), where it is a failure.
+//! * umoci 0.4.7 (Debian 12) cannot pick a platform out of an image index
+//!   ("tag is ambiguous"), so [`unpack`] takes a per-architecture tag
+//!   (`latest-amd64`), which plinth writes next to every multi-arch tag.
+//! * `runc run` works as root here once `process.rlimits` is removed (raising
+//!   RLIMIT_NOFILE above the hard limit is refused) and `process.terminal` is
+//!   false (there is no tty). [`run`] writes that patched `config.json` into a
+//!   private bundle directory whose `root.path` is the unpacked rootfs, so one
+//!   unpacked image can serve many runs, also in parallel, and its own
+//!   `config.json` stays as umoci wrote it.
+
+#![allow(dead_code)]
+
+use std::fs;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitStatus, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// How long a foreground container may run before it is killed.
+pub const RUN_TIMEOUT: Duration = Duration::from_secs(60);
+
+// ---------------------------------------------------------------------------
+// tools and the skip policy
+// ---------------------------------------------------------------------------
+
+/// True when running under CI (`CI` set to anything but "", "0" or "false").
+pub fn in_ci() -> bool {
+    match std::env::var("CI") {
+        Ok(v) => !(v.is_empty() || v == "0" || v.eq_ignore_ascii_case("false")),
+        Err(_) => false,
+    }
+}
+
+/// Skip (print `reason`, return false) outside CI; panic under CI.
+pub fn skip(reason: &str) -> bool {
+    if in_ci() {
+        panic!("{reason} (CI=true: this is a failure, not a skip)");
+    }
+    eprintln!("SKIPPED: {reason}");
+    false
+}
+
+/// Find an executable on `PATH` (plus `/usr/sbin` and `/sbin`, where Debian
+/// puts `runc`, in case `PATH` lacks them).
+pub fn find_tool(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(["/usr/sbin", "/sbin", "/usr/bin"].iter().map(PathBuf::from))
+        .map(|dir| dir.join(name))
+        .find(|p| is_executable(p))
+}
+
+fn is_executable(p: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    fs::metadata(p)
+        .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        .unwrap_or(false)
+}
+
+/// True when every tool in `names` is installed; otherwise [`skip`]s.
+pub fn tools(names: &[&str]) -> bool {
+    match names.iter().find(|n| find_tool(n).is_none()) {
+        None => true,
+        Some(missing) => skip(&format!("`{missing}` is not installed")),
+    }
+}
+
+/// True when `path` exists; otherwise [`skip`]s, naming the Debian package.
+pub fn file_from_package(path: &str, package: &str) -> bool {
+    Path::new(path).exists()
+        || skip(&format!(
+            "{path} is missing (install the Debian package {package})"
+        ))
+}
+
+/// Unpacking with ownership and running bundles with runc need root here.
+/// Running the amd64 images needs an amd64 host.
+pub fn can_run_containers() -> bool {
+    if std::env::consts::ARCH != "x86_64" {
+        eprintln!("SKIPPED: the container tests run the amd64 images and need an x86_64 host");
+        return false;
+    }
+    let root = fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .and_then(|l| l.split_whitespace().nth(2).map(|euid| euid == "0"))
+        })
+        .unwrap_or(false);
+    root || skip("unpacking with ownership and runc need root")
+}
+
+fn must(name: &str) -> PathBuf {
+    find_tool(name).unwrap_or_else(|| panic!("tool `{name}` not found (check with tools() first)"))
+}
+
+/// A command for tool `name` (which must have been checked with [`tools`]).
+pub fn tool_command(name: &str) -> Command {
+    let mut cmd = Command::new(must(name));
+    cmd.stdin(Stdio::null());
+    cmd
+}
+
+/// Run a command to completion; `Err` carries the command, status and output.
+pub fn output(cmd: &mut Command) -> Result<Output, String> {
+    let out = cmd
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("cannot run {cmd:?}: {e}"))?;
+    if out.status.success() {
+        Ok(out)
+    } else {
+        Err(describe(&format!("{cmd:?}"), &out))
+    }
+}
+
+/// Run a command to completion, panicking with its output when it fails.
+pub fn check(cmd: &mut Command) -> Output {
+    output(cmd).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// A failed command's status and output, for messages.
+pub fn describe(what: &str, out: &Output) -> String {
+    format!(
+        "{what} failed ({}):\nstdout:\n{}\nstderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+// ---------------------------------------------------------------------------
+// unpack
+// ---------------------------------------------------------------------------
+
+/// `umoci unpack --image LAYOUT:TAG BUNDLE` (as root: ownership is kept).
+/// `tag` must point straight at an image manifest (a per-arch tag such as
+/// `nonroot-amd64`); `bundle` must not exist yet. Checks that the image is
+/// for `arch` (umoci records it as an annotation in `config.json`).
+pub fn unpack(layout: &Path, tag: &str, arch: &str, bundle: &Path) -> Result<(), String> {
+    output(
+        tool_command("umoci")
+            .arg("unpack")
+            .arg("--image")
+            .arg(format!("{}:{tag}", layout.display()))
+            .arg(bundle),
+    )?;
+    let cfg = read_config(bundle)?;
+    let got = cfg["annotations"]["org.opencontainers.image.architecture"].as_str();
+    if got != Some(arch) {
+        return Err(format!(
+            "unpacked {}:{tag} is for {got:?}, not {arch}",
+            layout.display()
+        ));
+    }
+    Ok(())
+}
+
+/// The bundle's `config.json`.
+pub fn read_config(bundle: &Path) -> Result<serde_json::Value, String> {
+    let p = bundle.join("config.json");
+    let text = fs::read(&p).map_err(|e| format!("read {}: {e}", p.display()))?;
+    serde_json::from_slice(&text).map_err(|e| format!("parse {}: {e}", p.display()))
+}
+
+// ---------------------------------------------------------------------------
+// run
+// ---------------------------------------------------------------------------
+
+/// A host directory bind-mounted read-only into the container.
+pub struct Mount<'a> {
+    pub host: &'a Path,
+    pub container: &'a str,
+}
+
+/// Run `args` (the full argv) as the image's user in the unpacked `bundle`,
+/// with `mounts`, and wait for it; stdout and stderr are captured and the
+/// exit status is the container process's. Killed after [`RUN_TIMEOUT`].
+///
+/// The bundle itself is not modified except for mount points runc creates
+/// in its rootfs: the patched `config.json` goes into a private directory.
+pub fn run(bundle: &Path, args: &[&str], mounts: &[Mount]) -> Output {
+    let dir = tempfile::Builder::new()
+        .prefix("plinth-run-")
+        .tempdir()
+        .expect("create runc bundle dir");
+    let mut cfg = read_config(bundle).unwrap_or_else(|e| panic!("{e}"));
+    patch_config(&mut cfg, &bundle.join("rootfs"), args, mounts);
+    let text = serde_json::to_vec_pretty(&cfg).expect("serialise config.json");
+    fs::write(dir.path().join("config.json"), text).expect("write config.json");
+    run_bundle(dir.path(), RUN_TIMEOUT)
+}
+
+/// Make umoci's config runnable here: no rlimits, no terminal, `args` as
+/// the process, the rootfs by absolute path, extra read-only bind mounts.
+fn patch_config(cfg: &mut serde_json::Value, rootfs: &Path, args: &[&str], mounts: &[Mount]) {
+    let process = cfg["process"]
+        .as_object_mut()
+        .expect("config.json has no process object");
+    process.remove("rlimits");
+    process.insert("terminal".into(), false.into());
+    process.insert("args".into(), serde_json::json!(args));
+    cfg["root"] = serde_json::json!({ "path": rootfs, "readonly": false });
+    let list = cfg["mounts"]
+        .as_array_mut()
+        .expect("config.json has no mounts list");
+    for m in mounts {
+        list.push(serde_json::json!({
+            "destination": m.container,
+            "type": "bind",
+            "source": m.host,
+            "options": ["rbind", "ro"],
+        }));
+    }
+}
+
+/// `runc run` on a prepared bundle directory, with a private state root.
+fn run_bundle(dir: &Path, timeout: Duration) -> Output {
+    const ID: &str = "plinth-test";
+    let state = dir.join("state");
+    let runc = |args: &[&str]| {
+        let mut cmd = tool_command("runc");
+        cmd.arg("--root").arg(&state).args(args);
+        cmd
+    };
+    let mut child = runc(&["run", "--bundle"])
+        .arg(dir)
+        .arg(ID)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start runc: {e}"));
+
+    // Drain both pipes on threads so a chatty container cannot block.
+    let drain = |mut r: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut b = Vec::new();
+            let _ = r.read_to_end(&mut b);
+            b
+        })
+    };
+    let t_out = drain(Box::new(child.stdout.take().expect("stdout pipe")));
+    let t_err = drain(Box::new(child.stderr.take().expect("stderr pipe")));
+
+    let deadline = Instant::now() + timeout;
+    let mut timed_out = false;
+    let status: ExitStatus = loop {
+        if let Some(st) = child.try_wait().expect("wait for runc") {
+            break st;
+        }
+        if Instant::now() >= deadline {
+            timed_out = true;
+            let _ = runc(&["kill", ID, "KILL"]).status();
+            let _ = child.kill();
+            break child.wait().expect("wait for runc");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let stdout = t_out.join().unwrap_or_default();
+    let mut stderr = t_err.join().unwrap_or_default();
+    // `runc run` deletes the container when it exits; make sure anyway.
+    let _ = runc(&["delete", "-f", ID])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+    if timed_out {
+        stderr.extend_from_slice(format!("\n[support: killed after {timeout:?}]\n").as_bytes());
+    }
+    Output {
+        status,
+        stdout,
+        stderr,
+    }
+}
