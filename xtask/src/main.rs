@@ -48,6 +48,12 @@ enum Command {
         #[arg(long, value_name = "DIR")]
         out: Option<PathBuf>,
     },
+    /// Rebuild everything from scratch in a fresh directory and compare with lockfiles/digests.toml.
+    Verify {
+        /// Layouts to explain differences against, file by file (default: target/images if present).
+        #[arg(long, value_name = "DIR")]
+        against: Option<PathBuf>,
+    },
     /// Benchmarks from a warm cache, each beside a floor measured in the same run.
     Bench {
         #[command(subcommand)]
@@ -106,6 +112,27 @@ fn run(cli: Cli) -> Result<()> {
             let options = build_options(&root, names, out, cli.offline)?;
             let tags = plinth::build::build(&project, &cache, &options, &progress::Bars::new())?;
             print_summary(&tags);
+            let path = plinth::digests::RecordedDigests::path(&project.lockfiles_dir());
+            let mut recorded = plinth::digests::RecordedDigests::read(&path)?;
+            recorded.merge(&tags);
+            if recorded.write(&path)? {
+                println!("recorded digests changed: {}", path.strip_prefix(&root).unwrap_or(&path).display());
+            }
+        }
+        Command::Verify { against } => {
+            let project = Project::open(&root)?;
+            let cache = Cache::from_env()?;
+            let scratch = tempfile::tempdir().context("creating a scratch directory")?;
+            let options = build_options(&root, Vec::new(), Some(scratch.path().to_owned()), cli.offline)?;
+            let reference = against.unwrap_or_else(|| plinth::build::default_out_dir(&root));
+            let report = plinth::verify::verify(&project, &cache, &options, Some(&reference), &progress::Bars::new())?;
+            for line in &report.differences {
+                eprintln!("{line}");
+            }
+            if !report.differences.is_empty() {
+                anyhow::bail!("{} differences between the rebuild and the recorded digests", report.differences.len());
+            }
+            println!("verified: {} tags rebuilt from scratch match lockfiles/digests.toml", report.tags);
         }
         Command::Bench { what } => bench::run(&root, what)?,
     }
@@ -138,17 +165,17 @@ fn build_options(
 
 fn print_summary(tags: &[plinth::build::TagSummary]) {
     println!(
-        "{:<22} {:<14} {:<20} {:>10} {:>7}",
-        "IMAGE", "TAG", "INDEX DIGEST", "SIZE (MB)", "LAYERS"
+        "{:<22} {:<14} {:<20} {:>16} {:>7}",
+        "IMAGE", "TAG", "INDEX DIGEST", "MB (PER ARCH)", "LAYERS"
     );
     for t in tags {
-        let size: u64 = t.platforms.iter().map(|p| p.2).sum();
-        let layers = t.platforms.iter().map(|p| p.3).max().unwrap_or(0);
+        let size = t.platform.iter().map(|p| p.size).max().unwrap_or(0);
+        let layers = t.platform.iter().map(|p| p.layers.len()).max().unwrap_or(0);
         println!(
-            "{:<22} {:<14} {:<20} {:>10.1} {:>7}",
+            "{:<22} {:<14} {:<20} {:>16.1} {:>7}",
             t.repository,
             t.tag,
-            &t.index_digest[..t.index_digest.len().min(19)],
+            &t.index[..t.index.len().min(19)],
             size as f64 / 1e6,
             layers
         );

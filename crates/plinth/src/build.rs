@@ -26,6 +26,10 @@ use crate::oci::{
 };
 use crate::project::{Error, Progress, Project, Result};
 use crate::rootfs::{GENERATED, Rootfs, View};
+use crate::sbom::{
+    self, GeneratedFile, ImageSbomInput, IndexEntry, IndexSbomInput, LayerSbom, OsInfo, PackageSbom,
+    SbomDocument, SbomKind,
+};
 use crate::system;
 
 /// Bumped whenever a code change alters layer bytes for the same inputs,
@@ -62,14 +66,31 @@ pub struct BuildOptions {
     pub apt_dir: PathBuf,
 }
 
-/// One built tag of one image repository.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// One built tag of one image repository: every digest it is known by.
+/// `lockfiles/digests.toml` records these; `verify` compares them.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub struct TagSummary {
     pub repository: String,
     pub tag: String,
-    pub index_digest: String,
-    /// Per architecture: (arch, manifest digest, compressed bytes, layers).
-    pub platforms: Vec<(String, String, u64, usize)>,
+    pub index: String,
+    /// The SBOM documents of the whole multi-arch tag.
+    pub spdx: String,
+    pub cyclonedx: String,
+    pub platform: Vec<PlatformSummary>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct PlatformSummary {
+    pub architecture: String,
+    pub manifest: String,
+    pub spdx: String,
+    pub cyclonedx: String,
+    /// Layer digests, bottom to top.
+    pub layers: Vec<String>,
+    /// Compressed bytes of all layers.
+    pub size: u64,
 }
 
 /// A layer and where it came from, for history and SBOMs.
@@ -78,6 +99,14 @@ pub struct BuiltLayer {
     pub layer: Arc<LayerBlob>,
     pub packages: Vec<String>,
     pub description: String,
+    pub contents: Arc<LayerContents>,
+}
+
+/// What a layer holds, as its SBOM lists it.
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+pub struct LayerContents {
+    pub packages: Vec<PackageSbom>,
+    pub generated: Vec<GeneratedFile>,
 }
 
 #[derive(Debug)]
@@ -130,7 +159,41 @@ pub fn build(
         }
         summaries.extend(write_layouts(project, dist, epoch, &wanted, &per_arch, options, progress)?);
     }
+    write_checksums(&options.out_dir)?;
     Ok(summaries)
+}
+
+/// `SHA256SUMS` over every file a release would publish: the layouts and
+/// the SBOMs beside them, in path order.
+fn write_checksums(out_dir: &Path) -> Result<()> {
+    fn walk(dir: &Path, base: &Path, out: &mut Vec<(String, PathBuf)>) -> std::io::Result<()> {
+        for entry in std::fs::read_dir(dir)? {
+            let path = entry?.path();
+            let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            // Temporary directories of a concurrent writer, and the sums.
+            if name.starts_with('.') || name == "SHA256SUMS" {
+                continue;
+            }
+            if path.is_dir() {
+                walk(&path, base, out)?;
+            } else if let Ok(rel) = path.strip_prefix(base) {
+                out.push((rel.to_string_lossy().into_owned(), path.clone()));
+            }
+        }
+        Ok(())
+    }
+    let io = |source| Error::Io { path: out_dir.to_owned(), source };
+    let mut files = Vec::new();
+    walk(out_dir, out_dir, &mut files).map_err(io)?;
+    files.sort();
+    let lines: Vec<String> = files
+        .par_iter()
+        .map(|(rel, path)| {
+            let bytes = std::fs::read(path).map_err(|source| Error::Io { path: path.clone(), source })?;
+            Ok(format!("{}  {rel}\n", hex(&Sha256::digest(&bytes))))
+        })
+        .collect::<Result<_>>()?;
+    write_beside(&out_dir.join("SHA256SUMS"), lines.concat().as_bytes())
 }
 
 /// The requested images and everything they stand on, in stacking order.
@@ -262,7 +325,7 @@ fn build_arch(
     // Trees first (cheap, and each needs the one below), then compress all
     // distinct layers in parallel.
     let mut views: BTreeMap<String, View> = BTreeMap::new();
-    let mut trees: Vec<(String, bool, Vec<String>, Vec<Entry>)> = Vec::new();
+    let mut trees: Vec<(String, bool, Vec<String>, Vec<Entry>, LayerContents)> = Vec::new();
     for name in images {
         let image = defs
             .image(name, dist)
@@ -285,18 +348,18 @@ fn build_arch(
             drop: &defs.settings.drop,
             image: &image,
         };
-        let own = ctx.tree(&locked.packages, lower, generated)?;
+        let (own, own_contents) = ctx.tree(&locked.packages, lower, generated)?;
         let mut view = lower.clone();
         view.extend(own.iter().map(|e| (e.path.clone(), e.clone())));
-        let debug = ctx.tree(&locked.debug_packages, &view, Vec::new())?;
-        trees.push((name.clone(), false, locked.packages.clone(), own));
-        trees.push((name.clone(), true, locked.debug_packages.clone(), debug));
+        let (debug, debug_contents) = ctx.tree(&locked.debug_packages, &view, Vec::new())?;
+        trees.push((name.clone(), false, locked.packages.clone(), own, own_contents));
+        trees.push((name.clone(), true, locked.debug_packages.clone(), debug, debug_contents));
         views.insert(name.clone(), view);
     }
     progress.begin(&format!("{dist} {arch}: layers"), trees.len() as u64);
     let built: Vec<Arc<LayerBlob>> = trees
         .par_iter()
-        .map(|(name, _, _, entries)| {
+        .map(|(name, _, _, entries, _)| {
             let layer: Layer = write_layer(entries, epoch).map_err(|e| Error::Package {
                 package: format!("layer of {name} ({arch})"),
                 why: e.to_string(),
@@ -312,8 +375,9 @@ fn build_arch(
         .collect::<Result<_>>()?;
     progress.end();
     let mut out = ArchLayers::new();
-    for ((name, debug, packages, _), layer) in trees.into_iter().zip(built) {
+    for ((name, debug, packages, _, contents), layer) in trees.into_iter().zip(built) {
         let built = BuiltLayer {
+            contents: Arc::new(contents),
             description: if debug {
                 format!("{name} debug tools: {}", packages.join(", "))
             } else {
@@ -383,6 +447,7 @@ struct CachedLayer {
     diff_id: String,
     description: String,
     packages: Vec<String>,
+    contents: LayerContents,
 }
 
 impl LayerCache {
@@ -401,6 +466,7 @@ impl LayerCache {
             layer: Arc::new(LayerBlob { digest: meta.digest, diff_id: meta.diff_id, size: bytes.len() as u64, bytes }),
             packages: meta.packages,
             description: meta.description,
+            contents: Arc::new(meta.contents),
         })
     }
 
@@ -421,6 +487,7 @@ impl LayerCache {
                     diff_id: l.layer.diff_id.clone(),
                     description: l.description.clone(),
                     packages: l.packages.clone(),
+                    contents: (*l.contents).clone(),
                 };
                 let blob = self.dir.join(l.layer.digest.trim_start_matches("sha256:"));
                 let result = crate::fsutil::write_atomically(&blob, &l.layer.bytes).and_then(|_| {
@@ -450,7 +517,13 @@ impl LayerContext<'_> {
     /// (the usr-merge links must exist before any package path is
     /// resolved) and last otherwise (they replace package files, as
     /// os-release does).
-    fn tree(&self, packages: &[String], lower: &View, generated: Vec<Entry>) -> Result<Vec<Entry>> {
+    fn tree(
+        &self,
+        packages: &[String],
+        lower: &View,
+        generated: Vec<Entry>,
+    ) -> Result<(Vec<Entry>, LayerContents)> {
+        let mut contents = LayerContents::default();
         let winners: BTreeMap<String, String> = self
             .image
             .path_owner
@@ -477,11 +550,14 @@ impl LayerContext<'_> {
                 package: name.clone(),
                 why: "not fetched".into(),
             })?;
+            contents.packages.push(package_sbom(p, deb));
             let is_ca = self.image.ca_bundle.as_deref() == Some(name.as_str());
             if is_ca {
-                late.push(system::ca_bundle(name, &deb.entries, &[], self.epoch).map_err(|e| {
+                let bundle = system::ca_bundle(name, &deb.entries, &[], self.epoch).map_err(|e| {
                     Error::Package { package: name.clone(), why: e.to_string() }
-                })?);
+                })?;
+                record_generated(&mut contents, &bundle, Some(name));
+                late.push(bundle);
             }
             for e in &deb.entries {
                 if keep(&e.path, self.drop, is_ca.then_some(name.as_str())) {
@@ -496,13 +572,47 @@ impl LayerContext<'_> {
                 }
             }
             for e in system::dpkg_status(name, &deb.control, deb.md5sums.as_deref(), self.epoch) {
+                record_generated(&mut contents, &e, Some(name));
                 fs.add(e, name).map_err(rootfs_err)?;
             }
         }
         for e in late {
+            if !contents.generated.iter().any(|g| g.path[1..] == e.path) {
+                record_generated(&mut contents, &e, None);
+            }
             fs.add(e, GENERATED).map_err(rootfs_err)?;
         }
-        fs.finish().map_err(rootfs_err)
+        Ok((fs.finish().map_err(rootfs_err)?, contents))
+    }
+}
+
+fn record_generated(contents: &mut LayerContents, e: &Entry, from: Option<&str>) {
+    if let EntryKind::File(bytes) = &e.kind {
+        contents.generated.push(GeneratedFile::new(&format!("/{}", e.path), bytes, from));
+    }
+}
+
+fn package_sbom(p: &LockedPackage, deb: &Deb) -> PackageSbom {
+    let copyright_path = format!("usr/share/doc/{}/copyright", p.name);
+    let copyright = deb.entries.iter().find_map(|e| match &e.kind {
+        EntryKind::File(bytes) if e.path == copyright_path => {
+            Some(String::from_utf8_lossy(bytes).into_owned())
+        }
+        _ => None,
+    });
+    let maintainer = crate::control::parse(&deb.control)
+        .ok()
+        .and_then(|st| st.first().and_then(|s| s.get("Maintainer")).map(str::to_owned))
+        .unwrap_or_default();
+    PackageSbom {
+        name: p.name.clone(),
+        version: p.version.clone(),
+        arch: p.architecture.clone(),
+        source: p.source.clone(),
+        source_version: p.source_version.clone(),
+        maintainer,
+        deb_sha256: p.sha256.clone(),
+        copyright,
     }
 }
 
@@ -536,6 +646,20 @@ fn write_layouts(
     // (image, tag, arch) → manifest descriptor, for base annotations.
     let mut manifests: BTreeMap<(String, &str, String), Descriptor> = BTreeMap::new();
     let mut summaries = Vec::new();
+    let distribution = defs
+        .distribution(dist)
+        .ok_or_else(|| Error::Usage(format!("unknown distribution {dist}")))?;
+    let os = OsInfo {
+        id: "debian".into(),
+        version_id: distribution.version.clone(),
+        version_codename: distribution.codename.clone(),
+        pretty_name: defs.settings.os_release.pretty_name.clone(),
+        name: "Debian GNU/Linux".into(),
+    };
+    let distro = format!("debian-{}", distribution.version);
+    let namespace = defs.settings.sbom_namespace();
+    let tool = sbom::Tool { name: "plinth", version: env!("CARGO_PKG_VERSION") };
+    let sbom_dir = options.out_dir.join("sbom");
     progress.begin(&format!("{dist}: layouts"), images.len() as u64);
     for name in images {
         let repo = format!("{name}-{dist}");
@@ -546,6 +670,7 @@ fn write_layouts(
         for variant in VARIANTS {
             let mut platform_manifests = Vec::new();
             let mut platforms = Vec::new();
+            let mut docs: Vec<(String, SbomDocument, SbomDocument)> = Vec::new();
             for (arch, layers) in per_arch {
                 let mut chain: Vec<&BuiltLayer> = stack.iter().filter_map(|s| layers.get(s).map(|l| &l.0)).collect();
                 if variant.debug {
@@ -580,32 +705,162 @@ fn write_layouts(
                 }
                 let manifest_blob = Blob::json(oci::MEDIA_TYPE_IMAGE_MANIFEST, &manifest).map_err(oci_err)?;
                 writer.add(manifest_blob.descriptor.digest.clone(), Content::Owned(manifest_blob.bytes.clone()));
+                let platform_name = platform_string(&platform);
                 let desc = manifest_blob.descriptor.clone().with_platform(platform);
+                let base_ref = image.base.as_ref().and_then(|b| {
+                    let d = manifests.get(&(b.clone(), variant.tag, arch.clone()))?;
+                    Some(sbom::BaseRef {
+                        name: format!("{b}-{dist}"),
+                        tag: variant.tag.to_owned(),
+                        manifest_digest: d.digest.clone(),
+                        layers: defs.stack(b).len(),
+                    })
+                });
+                let input = ImageSbomInput {
+                    name: &repo,
+                    tag: variant.tag,
+                    platform: &platform_name,
+                    manifest_digest: &desc.digest,
+                    epoch,
+                    os: os.clone(),
+                    distro: &distro,
+                    repository: None,
+                    base: base_ref,
+                    layers: chain
+                        .iter()
+                        .map(|l| LayerSbom {
+                            digest: l.layer.digest.clone(),
+                            diff_id: l.layer.diff_id.clone(),
+                            packages: l.contents.packages.clone(),
+                            files: l.contents.generated.clone(),
+                            components: Vec::new(),
+                        })
+                        .collect(),
+                    tool,
+                    namespace: &namespace,
+                };
+                let sbom_err = |e: sbom::SbomError| Error::Output(format!("SBOM of {repo}:{}-{arch}: {e}", variant.tag));
+                let spdx_doc = sbom::spdx(&input).map_err(sbom_err)?;
+                let cdx_doc = sbom::cyclonedx(&input).map_err(sbom_err)?;
+                let subject = descriptor_only(&manifest_blob.descriptor);
+                for doc in [&spdx_doc, &cdx_doc] {
+                    top.push(attach(&mut writer, doc, &subject)?);
+                    write_beside(&sbom_dir.join(&repo).join(format!("{}-{arch}.{}", variant.tag, extension(doc))), &doc.json)?;
+                }
                 manifests.insert((name.clone(), variant.tag, arch.clone()), desc.clone());
                 // A per-architecture tag, for tools that cannot pick a
                 // platform from an index (umoci).
                 top.push(desc.clone().with_annotation(oci::ANNOTATION_REF_NAME, format!("{}-{arch}", variant.tag)));
-                let size: u64 = chain.iter().map(|l| l.layer.size).sum();
-                platforms.push((arch.clone(), desc.digest.clone(), size, chain.len()));
+                platforms.push(PlatformSummary {
+                    architecture: arch.clone(),
+                    manifest: desc.digest.clone(),
+                    spdx: spdx_doc.digest(),
+                    cyclonedx: cdx_doc.digest(),
+                    layers: chain.iter().map(|l| l.layer.digest.clone()).collect(),
+                    size: chain.iter().map(|l| l.layer.size).sum(),
+                });
+                docs.push((platform_name, spdx_doc, cdx_doc));
                 platform_manifests.push(desc);
             }
             let index = Index::new(platform_manifests);
             let index_blob = Blob::json(oci::MEDIA_TYPE_IMAGE_INDEX, &index).map_err(oci_err)?;
             writer.add(index_blob.descriptor.digest.clone(), Content::Owned(index_blob.bytes.clone()));
             top.push(index_blob.descriptor.clone().with_annotation(oci::ANNOTATION_REF_NAME, variant.tag));
+            let index_docs: Vec<SbomDocument> = [SbomKind::Spdx, SbomKind::CycloneDx]
+                .into_iter()
+                .map(|kind| {
+                    let input = IndexSbomInput {
+                        name: &repo,
+                        tag: variant.tag,
+                        index_digest: &index_blob.descriptor.digest,
+                        epoch,
+                        repository: None,
+                        tool,
+                        namespace: &namespace,
+                        images: docs
+                            .iter()
+                            .zip(&platforms)
+                            .map(|((platform, spdx, cdx), p)| IndexEntry {
+                                platform,
+                                manifest_digest: &p.manifest,
+                                document: if kind == SbomKind::Spdx { spdx } else { cdx },
+                            })
+                            .collect(),
+                    };
+                    let result = if kind == SbomKind::Spdx { sbom::spdx_index(&input) } else { sbom::cyclonedx_index(&input) };
+                    result.map_err(|e| Error::Output(format!("SBOM of {repo}:{}: {e}", variant.tag)))
+                })
+                .collect::<Result<_>>()?;
+            let subject = descriptor_only(&index_blob.descriptor);
+            for doc in &index_docs {
+                top.push(attach(&mut writer, doc, &subject)?);
+                write_beside(&sbom_dir.join(&repo).join(format!("{}.{}", variant.tag, extension(doc))), &doc.json)?;
+            }
             summaries.push(TagSummary {
                 repository: repo.clone(),
                 tag: variant.tag.to_owned(),
-                index_digest: index_blob.descriptor.digest.clone(),
-                platforms,
+                index: index_blob.descriptor.digest.clone(),
+                spdx: index_docs[0].digest(),
+                cyclonedx: index_docs[1].digest(),
+                platform: platforms,
             });
         }
-        top.sort_by(|a, b| a.annotations.get(oci::ANNOTATION_REF_NAME).cmp(&b.annotations.get(oci::ANNOTATION_REF_NAME)));
+        // Tags by name, then the untagged SBOM referrers by digest.
+        top.sort_by(|a, b| {
+            (a.annotations.get(oci::ANNOTATION_REF_NAME).is_none(), a.annotations.get(oci::ANNOTATION_REF_NAME), &a.digest)
+                .cmp(&(b.annotations.get(oci::ANNOTATION_REF_NAME).is_none(), b.annotations.get(oci::ANNOTATION_REF_NAME), &b.digest))
+        });
         writer.write(&options.out_dir.join(&repo), &Index::new(top))?;
         progress.step(&repo);
     }
     progress.end();
     Ok(summaries)
+}
+
+/// A descriptor with only media type, digest and size, as a `subject`.
+fn descriptor_only(d: &Descriptor) -> Descriptor {
+    Descriptor {
+        media_type: d.media_type.clone(),
+        digest: d.digest.clone(),
+        size: d.size,
+        platform: None,
+        annotations: BTreeMap::new(),
+        artifact_type: None,
+    }
+}
+
+/// Stores an SBOM in the layout as an OCI 1.1 referrer of `subject`.
+fn attach(writer: &mut PendingLayout, doc: &SbomDocument, subject: &Descriptor) -> Result<Descriptor> {
+    let media_type = doc.kind.media_type();
+    let layer = oci::descriptor_for(media_type, &doc.json);
+    writer.add(layer.digest.clone(), Content::Owned(doc.json.clone()));
+    writer.add(oci::EMPTY_DIGEST.to_owned(), Content::Owned(oci::EMPTY_BLOB.to_vec()));
+    let manifest = Manifest::artifact(media_type, vec![layer], subject.clone());
+    let blob = Blob::json(oci::MEDIA_TYPE_IMAGE_MANIFEST, &manifest).map_err(oci_err)?;
+    writer.add(blob.descriptor.digest.clone(), Content::Owned(blob.bytes));
+    Ok(blob.descriptor.with_artifact_type(media_type))
+}
+
+fn extension(doc: &SbomDocument) -> &'static str {
+    match doc.kind {
+        SbomKind::Spdx => "spdx.json",
+        SbomKind::CycloneDx => "cdx.json",
+    }
+}
+
+/// Writes a file unless it already holds exactly these bytes.
+fn write_beside(path: &Path, bytes: &[u8]) -> Result<()> {
+    if std::fs::read(path).is_ok_and(|b| b == bytes) {
+        return Ok(());
+    }
+    crate::fsutil::write_atomically(path, bytes).map_err(|source| Error::Io { path: path.to_owned(), source })
+}
+
+fn platform_string(p: &Platform) -> String {
+    match &p.variant {
+        Some(v) => format!("{}/{}/{v}", p.os, p.architecture),
+        None => format!("{}/{}", p.os, p.architecture),
+    }
 }
 
 enum Content {

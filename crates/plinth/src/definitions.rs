@@ -47,7 +47,19 @@ pub struct Settings {
     /// The repository URL, written as `org.opencontainers.image.source`.
     #[serde(default)]
     pub source_url: Option<String>,
+    /// Prefix of SPDX document namespaces (a URI the organisation owns);
+    /// defaults to `<os-release home-url>/spdx`.
+    #[serde(default)]
+    pub sbom_namespace: Option<String>,
     pub distribution: BTreeMap<String, Distribution>,
+}
+
+impl Settings {
+    pub fn sbom_namespace(&self) -> String {
+        self.sbom_namespace
+            .clone()
+            .unwrap_or_else(|| format!("{}/spdx", self.os_release.home_url.trim_end_matches('/')))
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]

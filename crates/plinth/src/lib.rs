@@ -13,6 +13,7 @@ pub mod cache;
 pub mod control;
 pub mod copyright;
 pub mod deb;
+pub mod digests;
 pub mod definitions;
 pub mod entry;
 pub mod fetch;
@@ -28,6 +29,7 @@ pub mod resolve;
 pub mod rootfs;
 pub mod sbom;
 pub mod system;
+pub mod verify;
 pub mod version;
 
 pub use project::{Error, Progress, Project, Result, Silent};

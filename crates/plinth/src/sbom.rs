@@ -43,7 +43,7 @@ use crate::copyright::{self, ExtractedLicense, License};
 
 /// Where SPDX document namespaces live unless configured otherwise. The URI
 /// only has to be unique; it is not fetched.
-pub const DEFAULT_NAMESPACE: &str = "https://spdx.org/spdxdocs/plinth";
+pub const DEFAULT_NAMESPACE: &str = "https://example.org/spdxdocs/plinth";
 
 /// Everything the SBOM of one per-architecture image says.
 #[derive(Debug, Clone)]
@@ -123,7 +123,7 @@ pub struct LayerSbom {
 }
 
 /// One installed Debian package.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct PackageSbom {
     pub name: String,
     pub version: String,
@@ -162,7 +162,7 @@ impl PackageSbom {
 }
 
 /// A file no package owns.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct GeneratedFile {
     /// Absolute path in the image: `/etc/passwd`.
     pub path: String,

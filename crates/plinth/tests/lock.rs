@@ -56,6 +56,41 @@ reason = "glibc loads libgcc_s only for pthread_cancel"
 packages = ["libssl3"]
 "#;
 
+/// The archive: (suite, package, version, architecture, control fields),
+/// `any` meaning one package per architecture.
+#[rustfmt::skip]
+const PACKAGES: &[(&str, &str, &str, &str, &str)] = &[
+    // static: a Pre-Depends on a virtual package, an alternative whose
+    // first choice does not exist, an excluded alternative group, and an
+    // `all` package updated in -updates.
+    ("trixie",          "base-files",     "13.8",                 "any", "Pre-Depends: awk"),
+    ("trixie",          "mawk",           "1.3.4.20250131-1",     "any", "Provides: awk"),
+    ("trixie",          "netbase",        "6.5",                  "all", "Depends: mime-support | media-types"),
+    ("trixie",          "media-types",    "13.0.0",               "all", ""),
+    ("trixie",          "tzdata",         "2025b-4",              "all", TZDATA_FIELDS),
+    ("trixie-updates",  "tzdata",         "2025c-0+deb13u1",      "all", TZDATA_FIELDS),
+    ("trixie",          "debconf",        "1.5.91",               "all", "Provides: debconf-2.0"),
+    // base: libc6 newest in -security; an epoch that beats a higher
+    // upstream version; a tilde that sorts before the release; a binNMU
+    // whose Source names its own version; a debug package.
+    ("trixie",          "libc6",          "2.41-12",              "any", LIBC6_FIELDS),
+    ("trixie-security", "libc6",          "2.41-12+deb13u1",      "any", LIBC6_FIELDS),
+    ("trixie",          "libgcc-s1",      "14.2.0-19",            "any", "Source: gcc-14"),
+    ("trixie",          "zlib1g",         "1:1.3.dfsg-3.1",       "any", ZLIB_FIELDS),
+    ("trixie-updates",  "zlib1g",         "1.3.1-1",              "any", ZLIB_FIELDS),
+    ("trixie",          "libzstd1",       "1.5.7+dfsg-1",         "any", ZSTD_FIELDS),
+    ("trixie-updates",  "libzstd1",       "1.5.7+dfsg-1~deb13u1", "any", ZSTD_FIELDS),
+    ("trixie",          "libssl3t64",     "3.5.1-1+b1",           "any", LIBSSL_FIELDS),
+    ("trixie",          "busybox-static", "1:1.37.0-6",           "any", "Source: busybox"),
+];
+const TZDATA_FIELDS: &str = "Depends: debconf (>= 0.5) | debconf-2.0";
+const LIBC6_FIELDS: &str = "Source: glibc\nDepends: libgcc-s1";
+const ZLIB_FIELDS: &str = "Source: zlib\nPre-Depends: libc6 (>= 2.14)";
+const ZSTD_FIELDS: &str = "Source: libzstd\nDepends: libc6 (>= 2.34)";
+const LIBSSL_FIELDS: &str = "Source: openssl (3.5.1-1)
+Provides: libssl3 (= 3.5.1-1+b1)
+Depends: libc6 (>= 2.34), zlib1g (>= 1:1.1.4), libzstd1 (>= 1.5.5)";
+
 fn rsa_key() -> SigningKey {
     SigningKey::rsa("Test Archive RSA <rsa@test.invalid>")
 }
@@ -138,7 +173,11 @@ impl Fixture {
         let mut debian = Archive::new(mirror.join("debian"));
         debian
             .suite(debian_spec("trixie", "stable", TRIXIE_DATE))
-            .suite(debian_spec("trixie-updates", "stable-updates", UPDATES_DATE));
+            .suite(debian_spec(
+                "trixie-updates",
+                "stable-updates",
+                UPDATES_DATE,
+            ));
         let mut security = Archive::new(mirror.join("debian-security"));
         security
             .origin("Debian", "Debian-Security")
@@ -170,7 +209,11 @@ impl Fixture {
         fx.write_archives();
 
         fs::create_dir_all(fx.root.join("keys")).unwrap();
-        fs::write(fx.root.join("keys").join(RSA_KEY), rsa_key().public_armored()).unwrap();
+        fs::write(
+            fx.root.join("keys").join(RSA_KEY),
+            rsa_key().public_armored(),
+        )
+        .unwrap();
         fs::write(
             fx.root.join("keys").join(ED25519_KEY),
             ed25519_key().public_armored(),
@@ -191,63 +234,28 @@ impl Fixture {
     }
 
     fn publish_packages(&mut self) {
-        let all = &["all"][..];
-        // static: a Pre-Depends on a virtual package, an alternative whose
-        // first choice does not exist, an excluded alternative group, and
-        // an `all` package updated in -updates.
-        self.publish("trixie", "base-files", "13.8", &ARCHS, &[("Pre-Depends", "awk")]);
-        self.publish("trixie", "mawk", "1.3.4.20250131-1", &ARCHS, &[("Provides", "awk")]);
-        self.publish("trixie", "netbase", "6.5", all, &[("Depends", "mime-support | media-types")]);
-        self.publish("trixie", "media-types", "13.0.0", all, &[]);
-        let tzdata = [("Depends", "debconf (>= 0.5) | debconf-2.0")];
-        self.publish("trixie", "tzdata", "2025b-4", all, &tzdata);
-        self.publish("trixie-updates", "tzdata", "2025c-0+deb13u1", all, &tzdata);
-        self.publish("trixie", "debconf", "1.5.91", all, &[("Provides", "debconf-2.0")]);
-        // base: libc6 newest in -security; an epoch that beats a higher
-        // upstream version and a tilde that sorts before the release; a
-        // binNMU whose Source names its own version.
-        let libc = [("Source", "glibc"), ("Depends", "libgcc-s1")];
-        self.publish("trixie", "libc6", "2.41-12", &ARCHS, &libc);
-        self.publish("trixie-security", "libc6", "2.41-12+deb13u1", &ARCHS, &libc);
-        self.publish("trixie", "libgcc-s1", "14.2.0-19", &ARCHS, &[("Source", "gcc-14")]);
-        let zlib = [("Source", "zlib"), ("Pre-Depends", "libc6 (>= 2.14)")];
-        self.publish("trixie", "zlib1g", "1:1.3.dfsg-3.1", &ARCHS, &zlib);
-        self.publish("trixie-updates", "zlib1g", "1.3.1-1", &ARCHS, &zlib);
-        let zstd = [("Source", "libzstd"), ("Depends", "libc6 (>= 2.34)")];
-        self.publish("trixie", "libzstd1", "1.5.7+dfsg-1", &ARCHS, &zstd);
-        self.publish("trixie-updates", "libzstd1", "1.5.7+dfsg-1~deb13u1", &ARCHS, &zstd);
-        self.publish(
-            "trixie",
-            "libssl3t64",
-            "3.5.1-1+b1",
-            &ARCHS,
-            &[
-                ("Source", "openssl (3.5.1-1)"),
-                ("Provides", "libssl3 (= 3.5.1-1+b1)"),
-                ("Depends", "libc6 (>= 2.34), zlib1g (>= 1:1.1.4), libzstd1 (>= 1.5.5)"),
-            ],
-        );
-        self.publish("trixie", "busybox-static", "1:1.37.0-6", &ARCHS, &[("Source", "busybox")]);
+        for &(suite, name, version, arch, fields) in PACKAGES {
+            self.publish(suite, name, version, arch, fields);
+        }
     }
 
-    /// Adds a package to `suite` for each of `archs`; call
-    /// [`Fixture::write_archives`] to publish.
-    fn publish(
-        &mut self,
-        suite: &str,
-        name: &str,
-        version: &str,
-        archs: &[&str],
-        fields: &[(&str, &str)],
-    ) {
+    /// Adds a package to `suite`, one per architecture for `any`; `fields`
+    /// holds `Field: value` lines. [`Fixture::write_archives`] publishes.
+    fn publish(&mut self, suite: &str, name: &str, version: &str, arch: &str, fields: &str) {
         let archive = if suite.ends_with("-security") {
             &mut self.security
         } else {
             &mut self.debian
         };
+        let archs = if arch == "any" {
+            ARCHS.to_vec()
+        } else {
+            vec![arch]
+        };
         for arch in archs {
             let mut deb = DebBuilder::new(name, version, arch);
-            for (field, value) in fields {
+            for line in fields.lines() {
+                let (field, value) = line.split_once(": ").expect("a `Field: value` line");
                 deb = deb.field(field, value);
             }
             let copyright = format!("/usr/share/doc/{name}/copyright");
@@ -291,7 +299,9 @@ impl Fixture {
         let keys: Vec<String> = keys.iter().map(|k| format!("{k:?}")).collect();
         let mirrors = if mirrors {
             let url = self.url();
-            format!("[mirrors]\ndebian = \"{url}/debian\"\ndebian-security = \"{url}/debian-security\"\n")
+            format!(
+                "[mirrors]\ndebian = \"{url}/debian\"\ndebian-security = \"{url}/debian-security\"\n"
+            )
         } else {
             String::new()
         };
@@ -359,10 +369,12 @@ suites = [
             Ok(_) => panic!("lock succeeded"),
             Err(e) => e.to_string(),
         };
-        eprintln!("ERR: {err}");
         assert!(!err.contains('\n'), "error is not one line: {err}");
         let after = fs::read(self.lockfile_path()).expect("the lockfile is still there");
-        assert!(before == after, "a failed lock changed the lockfile ({err})");
+        assert!(
+            before == after,
+            "a failed lock changed the lockfile ({err})"
+        );
         err
     }
 
@@ -392,6 +404,16 @@ suites = [
     }
 }
 
+/// Pins what plinth says about the signatures; any prefix the OpenPGP
+/// library puts before that list is left free.
+fn assert_no_valid_signature(err: &str, url: &str, problems: &str) {
+    let head = format!("{url}: no valid signature from a trusted key (");
+    assert!(
+        err.starts_with(&head) && err.ends_with(&format!("{problems})")),
+        "unexpected error:\n  {err}\nexpected:\n  {head}...{problems})"
+    );
+}
+
 fn left_out(package: &str, wanted_by: &str, relation: &str, reason: &str) -> LockedLeftOut {
     LockedLeftOut {
         package: package.into(),
@@ -407,16 +429,15 @@ fn strings(items: &[&str]) -> Vec<String> {
 
 #[test]
 fn locks_the_expected_packages_and_relocks_identically() {
-    let fx = Fixture::new();
+    let mut fx = Fixture::new();
     let report = fx.lock_ok();
     assert_eq!(report.warnings, Vec::<String>::new());
     assert_eq!(report.written, [fx.lockfile_path()]);
 
     let lock = fx.lockfile();
-    assert_eq!(
-        (lock.distribution.as_str(), lock.codename.as_str(), lock.epoch),
-        ("debian13", "trixie", UPDATES_EPOCH)
-    );
+    assert_eq!(lock.distribution, "debian13");
+    assert_eq!(lock.codename, "trixie");
+    assert_eq!(lock.epoch, UPDATES_EPOCH);
     let release: Vec<LockedRelease> = [
         ("trixie", "debian", TRIXIE_DATE),
         ("trixie-updates", "debian", UPDATES_DATE),
@@ -432,67 +453,49 @@ fn locks_the_expected_packages_and_relocks_identically() {
     .collect();
     assert_eq!(lock.release, release);
 
-    // (name, version, suite, source, source version, required by)
-    let expected: &[(&str, &str, &str, &str, &str, &[&str])] = &[
-        ("base-files", "13.8", "trixie", "base-files", "13.8", &["static: requested"]),
-        (
-            "busybox-static",
-            "1:1.37.0-6",
-            "trixie",
-            "busybox",
-            "1:1.37.0-6",
-            &["base (debug): requested", "static (debug): requested"],
-        ),
-        (
-            "libc6",
-            "2.41-12+deb13u1",
-            "trixie-security",
-            "glibc",
-            "2.41-12+deb13u1",
-            &["base: libssl3t64", "base: libzstd1", "base: requested", "base: zlib1g"],
-        ),
-        ("libssl3t64", "3.5.1-1+b1", "trixie", "openssl", "3.5.1-1", &["base: requested"]),
-        ("libzstd1", "1.5.7+dfsg-1", "trixie", "libzstd", "1.5.7+dfsg-1", &["base: libssl3t64"]),
-        ("mawk", "1.3.4.20250131-1", "trixie", "mawk", "1.3.4.20250131-1", &["static: base-files"]),
-        ("media-types", "13.0.0", "trixie", "media-types", "13.0.0", &["static: netbase"]),
-        ("netbase", "6.5", "trixie", "netbase", "6.5", &["static: requested"]),
-        (
-            "tzdata",
-            "2025c-0+deb13u1",
-            "trixie-updates",
-            "tzdata",
-            "2025c-0+deb13u1",
-            &["static: requested"],
-        ),
-        ("zlib1g", "1:1.3.dfsg-3.1", "trixie", "zlib", "1:1.3.dfsg-3.1", &["base: libssl3t64"]),
+    // name version (suite) source/version <- required by
+    let expected = [
+        "base-files 13.8 (trixie) base-files/13.8 <- static: requested",
+        "busybox-static 1:1.37.0-6 (trixie) busybox/1:1.37.0-6 \
+         <- base (debug): requested; static (debug): requested",
+        "libc6 2.41-12+deb13u1 (trixie-security) glibc/2.41-12+deb13u1 \
+         <- base: libssl3t64; base: libzstd1; base: requested; base: zlib1g",
+        "libssl3t64 3.5.1-1+b1 (trixie) openssl/3.5.1-1 <- base: requested",
+        "libzstd1 1.5.7+dfsg-1 (trixie) libzstd/1.5.7+dfsg-1 <- base: libssl3t64",
+        "mawk 1.3.4.20250131-1 (trixie) mawk/1.3.4.20250131-1 <- static: base-files",
+        "media-types 13.0.0 (trixie) media-types/13.0.0 <- static: netbase",
+        "netbase 6.5 (trixie) netbase/6.5 <- static: requested",
+        "tzdata 2025c-0+deb13u1 (trixie-updates) tzdata/2025c-0+deb13u1 <- static: requested",
+        "zlib1g 1:1.3.dfsg-3.1 (trixie) zlib/1:1.3.dfsg-3.1 <- base: libssl3t64",
     ];
     assert_eq!(lock.package.keys().collect::<Vec<_>>(), ARCHS);
     for arch in ARCHS {
-        let got: Vec<_> = lock
+        let got: Vec<String> = lock
             .packages(arch)
             .iter()
             .map(|p| {
-                let required: Vec<&str> = p.required_by.iter().map(String::as_str).collect();
-                (
-                    p.name.as_str(),
-                    p.version.as_str(),
-                    p.suite.as_str(),
-                    p.source.as_str(),
-                    p.source_version.as_str(),
-                    required,
+                format!(
+                    "{} {} ({}) {}/{} <- {}",
+                    p.name,
+                    p.version,
+                    p.suite,
+                    p.source,
+                    p.source_version,
+                    p.required_by.join("; ")
                 )
             })
             .collect();
-        let want: Vec<_> = expected
-            .iter()
-            .map(|&(n, v, s, src, sv, req)| (n, v, s, src, sv, req.to_vec()))
-            .collect();
-        assert_eq!(got, want, "{arch}");
+        assert_eq!(got, expected, "{arch}");
         for p in lock.packages(arch) {
             let entry = fx.pool_entry(&p.filename);
             assert_eq!(
                 (&p.version, &p.architecture, p.size, &p.sha256),
-                (&entry.version, &entry.architecture, entry.size, &entry.sha256),
+                (
+                    &entry.version,
+                    &entry.architecture,
+                    entry.size,
+                    &entry.sha256
+                ),
                 "{arch} {}",
                 p.name
             );
@@ -513,16 +516,17 @@ fn locks_the_expected_packages_and_relocks_identically() {
         "libgcc-s1",
         "glibc loads libgcc_s only for pthread_cancel",
     )];
-    let image = |name: &str, arch: &str, base: Option<&str>, pkgs: &[&str], out: &[LockedLeftOut]| {
-        LockedImage {
-            name: name.into(),
-            architecture: arch.into(),
-            base: base.map(Into::into),
-            packages: strings(pkgs),
-            debug_packages: strings(&["busybox-static"]),
-            left_out: out.to_vec(),
-        }
-    };
+    let image =
+        |name: &str, arch: &str, base: Option<&str>, pkgs: &[&str], out: &[LockedLeftOut]| {
+            LockedImage {
+                name: name.into(),
+                architecture: arch.into(),
+                base: base.map(Into::into),
+                packages: strings(pkgs),
+                debug_packages: strings(&["busybox-static"]),
+                left_out: out.to_vec(),
+            }
+        };
     let static_pkgs = ["base-files", "mawk", "media-types", "netbase", "tzdata"];
     let base_pkgs = ["libc6", "libssl3t64", "libzstd1", "zlib1g"];
     assert_eq!(
@@ -541,12 +545,22 @@ fn locks_the_expected_packages_and_relocks_identically() {
     assert!(report.written.is_empty());
     assert_eq!(report.diffs.len(), 1);
     assert!(report.diffs[0].is_empty(), "{}", report.diffs[0]);
-    assert_eq!(report.diffs[0].to_string(), "debian13: no package changes\n");
-    assert!(fx.lockfile_bytes() == first, "a re-lock changed the lockfile");
+    assert_eq!(
+        report.diffs[0].to_string(),
+        "debian13: no package changes\n"
+    );
+    assert!(
+        fx.lockfile_bytes() == first,
+        "a re-lock changed the lockfile"
+    );
 
-    let mut fx = fx;
-    let libc = [("Source", "glibc"), ("Depends", "libgcc-s1")];
-    fx.publish("trixie-security", "libc6", "2.41-12+deb13u2", &ARCHS, &libc);
+    fx.publish(
+        "trixie-security",
+        "libc6",
+        "2.41-12+deb13u2",
+        "any",
+        LIBC6_FIELDS,
+    );
     fx.write_archives();
     let report = fx.lock_ok();
     assert_eq!(report.written, [fx.lockfile_path()]);
@@ -579,10 +593,16 @@ fn check_follows_the_definitions_not_their_formatting() {
         "Users, time zones and MIME types; no libc.",
         "The bottom image: users and time zones.",
     );
-    fx.write_image("static", &format!("# The image every other one stands on.\n\n{reworded}# end\n"));
+    fx.write_image(
+        "static",
+        &format!("# The image every other one stands on.\n\n{reworded}# end\n"),
+    );
     check(&fx.project()).unwrap();
 
-    fx.write_image("static", &STATIC_TOML.replace(r#""tzdata"]"#, r#""tzdata", "media-types"]"#));
+    fx.write_image(
+        "static",
+        &STATIC_TOML.replace(r#""tzdata"]"#, r#""tzdata", "media-types"]"#),
+    );
     assert_eq!(
         check(&fx.project()).unwrap_err().to_string(),
         format!(
@@ -599,14 +619,13 @@ fn trusts_only(trusted: &str, other: &SigningKey) {
     fx.write_settings(&[trusted], true);
     fx.lock_ok();
     fx.debian.resign("trixie", &[other]);
-    let err = fx.lock_fails();
-    assert_eq!(
-        err,
-        format!(
-            "{}: no valid signature from a trusted key (signed by key {}, which is not in the trusted keys)",
-            fx.suite_url("trixie", "InRelease"),
+    assert_no_valid_signature(
+        &fx.lock_fails(),
+        &fx.suite_url("trixie", "InRelease"),
+        &format!(
+            "signed by key {}, which is not in the trusted keys",
             other.signing_fingerprint()
-        )
+        ),
     );
 }
 
@@ -624,19 +643,15 @@ fn an_rsa_key_alone_is_trusted() {
 fn rejects_a_tampered_inrelease() {
     let fx = Fixture::locked();
     fx.debian.tamper_inrelease("trixie-updates");
-    let err = fx.lock_fails();
     let mut bad: Vec<String> = [rsa_key(), ed25519_key()]
         .iter()
         .map(|k| format!("bad signature by key {}", k.signing_fingerprint()))
         .collect();
     bad.sort();
-    assert_eq!(
-        err,
-        format!(
-            "{}: no valid signature from a trusted key ({})",
-            fx.suite_url("trixie-updates", "InRelease"),
-            bad.join("; ")
-        )
+    assert_no_valid_signature(
+        &fx.lock_fails(),
+        &fx.suite_url("trixie-updates", "InRelease"),
+        &bad.join("; "),
     );
 }
 
@@ -648,14 +663,13 @@ fn rejects_a_signature_by_an_untrusted_key() {
         .resign("trixie-security", &[&intruder_key(), &ed25519_key()]);
     fx.lock_ok();
     fx.security.resign("trixie-security", &[&intruder_key()]);
-    let err = fx.lock_fails();
-    assert_eq!(
-        err,
-        format!(
-            "{}: no valid signature from a trusted key (signed by key {}, which is not in the trusted keys)",
-            fx.suite_url("trixie-security", "InRelease"),
+    assert_no_valid_signature(
+        &fx.lock_fails(),
+        &fx.suite_url("trixie-security", "InRelease"),
+        &format!(
+            "signed by key {}, which is not in the trusted keys",
             intruder_key().signing_fingerprint()
-        )
+        ),
     );
 }
 
@@ -691,7 +705,9 @@ fn rejects_an_expired_release() {
 fn rejects_packages_xz_that_differ_from_the_release() {
     let fx = Fixture::locked();
     let xz_sha = |suite: &str, arch: &str| {
-        let path = fx.archive(suite).packages_path(suite, arch, Compression::Xz);
+        let path = fx
+            .archive(suite)
+            .packages_path(suite, arch, Compression::Xz);
         sha256(&fs::read(path).unwrap())
     };
 
@@ -702,17 +718,23 @@ fn rejects_packages_xz_that_differ_from_the_release() {
         fx.lock_fails(),
         format!(
             "{}: sha256 mismatch: the Release says {listed}, got {}",
-            fx.suite_url("trixie", &format!("main/binary-amd64/by-hash/SHA256/{listed}")),
+            fx.suite_url(
+                "trixie",
+                &format!("main/binary-amd64/by-hash/SHA256/{listed}")
+            ),
             xz_sha("trixie", "amd64")
         )
     );
     fx.debian.write();
 
     // Another valid index in place of the listed one, fetched by path.
-    let path = fx.security.packages_path("trixie-security", "arm64", Compression::Xz);
+    let path = fx
+        .security
+        .packages_path("trixie-security", "arm64", Compression::Xz);
     let listed_size = fs::metadata(&path).unwrap().len();
     let other = Compression::Xz.compress(b"Package: evil\n");
-    fx.security.replace_packages_xz("trixie-security", "arm64", &other);
+    fx.security
+        .replace_packages_xz("trixie-security", "arm64", &other);
     assert_eq!(
         fx.lock_fails(),
         format!(
@@ -726,19 +748,20 @@ fn rejects_packages_xz_that_differ_from_the_release() {
 #[test]
 fn rejects_a_truncated_packages_xz_with_matching_hashes() {
     let fx = Fixture::locked();
-    let path = fx.debian.packages_path("trixie-updates", "arm64", Compression::Xz);
+    let path = fx
+        .debian
+        .packages_path("trixie-updates", "arm64", Compression::Xz);
     let len = fs::metadata(&path).unwrap().len() as usize;
     fx.debian
         .truncate_packages_xz_signed("trixie-updates", "arm64", len / 2);
     let sha = sha256(&fs::read(&path).unwrap());
-    let err = fx.lock_fails();
     let url = fx.suite_url(
         "trixie-updates",
         &format!("main/binary-arm64/by-hash/SHA256/{sha}"),
     );
-    assert!(
-        err.starts_with(&format!("{url}: corrupt xz data: ")),
-        "{err}"
+    assert_eq!(
+        fx.lock_fails(),
+        format!("{url}: corrupt xz data: premature eof")
     );
 }
 
@@ -760,10 +783,9 @@ fn rejects_an_unknown_package() {
 #[test]
 fn rejects_an_unsatisfiable_dependency_with_its_chain() {
     let mut fx = Fixture::locked();
-    let all = &["all"][..];
-    fx.publish("trixie", "a", "1", all, &[("Depends", "b")]);
-    fx.publish("trixie", "b", "1", all, &[("Depends", "c (>= 2)")]);
-    fx.publish("trixie", "c", "1", all, &[]);
+    fx.publish("trixie", "a", "1", "all", "Depends: b");
+    fx.publish("trixie", "b", "1", "all", "Depends: c (>= 2)");
+    fx.publish("trixie", "c", "1", "all", "");
     fx.write_archives();
     fx.write_image(
         "app",
@@ -784,10 +806,12 @@ fn rejects_malformed_definitions() {
     let base_path = fx.image_path("base").display().to_string();
 
     fx.write_image("static", &STATIC_TOML.replace("packages =", "pakages ="));
-    let err = fx.lock_fails();
-    assert!(
-        err.starts_with(&format!("{static_path}: ")) && err.contains("unknown field `pakages`"),
-        "{err}"
+    assert_eq!(
+        fx.lock_fails(),
+        format!(
+            "{static_path}: TOML parse error at line 3, column 1 unknown field `pakages`, expected one of \
+             `name`, `description`, `base`, `packages`, `exclude`, `ca-bundle`, `path-owner`, `distribution`"
+        )
     );
     fx.write_image("static", STATIC_TOML);
 
@@ -801,7 +825,10 @@ fn rejects_malformed_definitions() {
     );
     fx.write_image("static", STATIC_TOML);
 
-    fx.write_image("base", &BASE_TOML.replace(r#"base = "static""#, r#"base = "statik""#));
+    fx.write_image(
+        "base",
+        &BASE_TOML.replace(r#"base = "static""#, r#"base = "statik""#),
+    );
     assert_eq!(
         fx.lock_fails(),
         format!("{base_path}: image \"base\" stands on \"statik\", which is not defined")
@@ -843,14 +870,20 @@ fn reports_a_mirror_that_stalls() {
     let mut fx = Fixture::locked();
     fx.options.fetch.read_timeout = Duration::from_millis(300);
     let url = fx.suite_url("trixie", "InRelease");
-    fx.server()
-        .stall("/debian/dists/trixie/InRelease", Duration::from_secs(30), usize::MAX);
-    let err = fx.lock_fails();
-    assert!(
-        err.starts_with(&format!("GET {url}: ")) && err.ends_with(&format!("(after {ATTEMPTS} attempts)")),
-        "{err}"
+    fx.server().stall(
+        "/debian/dists/trixie/InRelease",
+        Duration::from_secs(30),
+        usize::MAX,
     );
-    assert!(err.contains("timeout") || err.contains("timed out"), "{err}");
+    fx.server().clear_requests();
+    assert_eq!(
+        fx.lock_fails(),
+        format!("GET {url}: timeout: receive response (after {ATTEMPTS} attempts)")
+    );
+    assert_eq!(
+        fx.server().hits("/debian/dists/trixie/InRelease"),
+        ATTEMPTS as usize
+    );
 }
 
 #[test]
@@ -891,11 +924,15 @@ fn fetches_indices_by_hash_where_the_release_offers_it() {
 #[test]
 fn falls_back_to_the_plain_path_when_a_by_hash_copy_is_missing() {
     let fx = Fixture::new();
-    let dir = fx.debian.suite_dir("trixie-updates").join("main/binary-amd64/by-hash");
+    let dir = fx
+        .debian
+        .suite_dir("trixie-updates")
+        .join("main/binary-amd64/by-hash");
     fs::remove_dir_all(dir).unwrap();
     fx.lock_ok();
     assert_eq!(
-        fx.server().hits("/debian/dists/trixie-updates/main/binary-amd64/Packages.xz"),
+        fx.server()
+            .hits("/debian/dists/trixie-updates/main/binary-amd64/Packages.xz"),
         1
     );
 }
@@ -910,7 +947,10 @@ fn relocks_offline_from_the_cache() {
     let report = fx.lock_ok();
     assert!(report.written.is_empty());
     assert!(report.diffs[0].is_empty(), "{}", report.diffs[0]);
-    assert!(fx.lockfile_bytes() == online, "an offline re-lock changed the lockfile");
+    assert!(
+        fx.lockfile_bytes() == online,
+        "an offline re-lock changed the lockfile"
+    );
 
     assert_one_of(
         &fx.lock_fails(),
@@ -921,12 +961,12 @@ fn relocks_offline_from_the_cache() {
 /// One-line `deb` entries of a Debian mirror and of a third-party one
 /// that must be ignored.
 fn sources_list(fx: &Fixture, archive: &str, suite: &str) -> String {
+    let url = fx.url();
     format!(
-        "# Debian\ndeb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] {}/{archive}/ {suite} main\n\
-         deb-src {}/{archive} {suite} main\n\
-         deb http://127.0.0.1:9/ubuntu noble main\n",
-        fx.url(),
-        fx.url()
+        "# Debian\n\
+         deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] {url}/{archive}/ {suite} main\n\
+         deb-src {url}/{archive} {suite} main\n\
+         deb http://127.0.0.1:9/ubuntu noble main\n"
     )
 }
 
@@ -938,7 +978,11 @@ fn takes_mirrors_from_the_apt_configuration() {
     fs::remove_file(fx.lockfile_path()).unwrap();
 
     fx.write_settings(BOTH_KEYS, false);
-    fs::write(fx.apt_dir.join("sources.list"), sources_list(&fx, "debian", "trixie")).unwrap();
+    fs::write(
+        fx.apt_dir.join("sources.list"),
+        sources_list(&fx, "debian", "trixie"),
+    )
+    .unwrap();
     fs::create_dir_all(fx.apt_dir.join("sources.list.d")).unwrap();
     let deb822 = format!(
         "Types: deb\nURIs: {}/debian-security\nSuites: trixie-security\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n",
@@ -947,9 +991,19 @@ fn takes_mirrors_from_the_apt_configuration() {
     fs::write(fx.apt_dir.join("sources.list.d/x.sources"), deb822).unwrap();
     fx.server().clear_requests();
     fx.lock_ok();
-    assert!(fx.lockfile_bytes() == via_settings, "apt mirrors gave another lock");
-    assert_eq!(fx.server().hits("/debian-security/dists/trixie-security/InRelease"), 1);
-    assert_eq!(fx.server().hits("/debian/dists/trixie-updates/InRelease"), 1);
+    assert!(
+        fx.lockfile_bytes() == via_settings,
+        "apt mirrors gave another lock"
+    );
+    assert_eq!(
+        fx.server()
+            .hits("/debian-security/dists/trixie-security/InRelease"),
+        1
+    );
+    assert_eq!(
+        fx.server().hits("/debian/dists/trixie-updates/InRelease"),
+        1
+    );
 }
 
 #[test]
@@ -984,11 +1038,44 @@ fn two_locks_share_one_cache() {
         std::thread::scope(|s| {
             let locks = [&fx.root, &copy].map(|root| s.spawn(|| fx.lock_at(root, &fx.cache_dir)));
             for lock in locks {
-                lock.join().unwrap().unwrap_or_else(|e| panic!("lock failed: {e}"));
+                lock.join()
+                    .unwrap()
+                    .unwrap_or_else(|e| panic!("lock failed: {e}"));
             }
         });
         let a = fs::read(fx.lockfile_path()).unwrap();
         let b = fs::read(copy.join("lockfiles/debian13.lock.toml")).unwrap();
         assert!(a == b, "the two locks differ");
     }
+}
+
+// The two tests below pin library bugs found while writing this file;
+// drop the `ignore` once they are fixed.
+
+#[test]
+#[ignore = "library bug: archive.rs builds error URLs from the unredacted mirror URL"]
+fn errors_never_show_mirror_credentials() {
+    let fx = Fixture::locked();
+    let settings = fx.root.join("images/plinth.toml");
+    let with_password = fx.url().replace("http://", "http://user:secret@");
+    let text = fs::read_to_string(&settings).unwrap();
+    fs::write(&settings, text.replace(&fx.url(), &with_password)).unwrap();
+    fx.debian.tamper_inrelease("trixie");
+    let err = fx.lock_fails();
+    assert!(!err.contains("secret"), "{err}");
+}
+
+#[test]
+#[ignore = "library bug: exclusion reasons are in the lockfile but not in lock_inputs_sha256"]
+fn check_fails_when_an_exclusion_reason_changes() {
+    let fx = Fixture::locked();
+    let text = STATIC_TOML.replace("no maintainer script runs in an image", "not needed");
+    fx.write_image("static", &text);
+    let checked = check(&fx.project()).map_err(|e| e.to_string());
+    let relock = fx.lock_ok();
+    assert!(
+        checked.is_err() || relock.written.is_empty(),
+        "check passed, yet a re-lock rewrote {:?}",
+        relock.written
+    );
 }
