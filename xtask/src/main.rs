@@ -116,23 +116,43 @@ fn run(cli: Cli) -> Result<()> {
             let mut recorded = plinth::digests::RecordedDigests::read(&path)?;
             recorded.merge(&tags);
             if recorded.write(&path)? {
-                println!("recorded digests changed: {}", path.strip_prefix(&root).unwrap_or(&path).display());
+                println!(
+                    "recorded digests changed: {}",
+                    path.strip_prefix(&root).unwrap_or(&path).display()
+                );
             }
         }
         Command::Verify { against } => {
             let project = Project::open(&root)?;
             let cache = Cache::from_env()?;
             let scratch = tempfile::tempdir().context("creating a scratch directory")?;
-            let options = build_options(&root, Vec::new(), Some(scratch.path().to_owned()), cli.offline)?;
+            let options = build_options(
+                &root,
+                Vec::new(),
+                Some(scratch.path().to_owned()),
+                cli.offline,
+            )?;
             let reference = against.unwrap_or_else(|| plinth::build::default_out_dir(&root));
-            let report = plinth::verify::verify(&project, &cache, &options, Some(&reference), &progress::Bars::new())?;
+            let report = plinth::verify::verify(
+                &project,
+                &cache,
+                &options,
+                Some(&reference),
+                &progress::Bars::new(),
+            )?;
             for line in &report.differences {
                 eprintln!("{line}");
             }
             if !report.differences.is_empty() {
-                anyhow::bail!("{} differences between the rebuild and the recorded digests", report.differences.len());
+                anyhow::bail!(
+                    "{} differences between the rebuild and the recorded digests",
+                    report.differences.len()
+                );
             }
-            println!("verified: {} tags rebuilt from scratch match lockfiles/digests.toml", report.tags);
+            println!(
+                "verified: {} tags rebuilt from scratch match lockfiles/digests.toml",
+                report.tags
+            );
         }
         Command::Bench { what } => bench::run(&root, what)?,
     }

@@ -16,18 +16,18 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-use sequoia_openpgp as openpgp;
 use openpgp::parse::Parse;
 use openpgp::parse::stream::{
     MessageLayer, MessageStructure, VerificationError, VerificationHelper, VerifierBuilder,
 };
 use openpgp::policy::StandardPolicy;
+use sequoia_openpgp as openpgp;
 use sha2::{Digest, Sha256};
 
 use crate::cache::{Cache, CacheError};
 use crate::control;
 use crate::definitions::hex;
-use crate::fetch::{FetchError, Fetcher};
+use crate::fetch::{FetchError, Fetcher, redact};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ArchiveError {
@@ -101,22 +101,31 @@ impl Keyring {
             });
         }
         let policy = StandardPolicy::at(now);
+        let problems = std::cell::RefCell::new(Vec::new());
         let helper = Helper {
             certs: &self.certs,
-            good: 0,
-            problems: Vec::new(),
+            problems: &problems,
         };
         let bad = |why: String| ArchiveError::BadSignature {
             url: url.to_owned(),
             why,
         };
+        // The helper's own findings say more than sequoia's wrapping error.
+        let explain = |e: &dyn std::fmt::Display| {
+            let found = problems.borrow();
+            if found.is_empty() {
+                e.to_string()
+            } else {
+                found.join("; ")
+            }
+        };
         let mut verifier = VerifierBuilder::from_bytes(bytes)
             .and_then(|b| b.with_policy(&policy, Some(now), helper))
-            .map_err(|e| bad(format!("{e:#}")))?;
+            .map_err(|e| bad(explain(&format!("{e:#}"))))?;
         let mut text = Vec::new();
         verifier
             .read_to_end(&mut text)
-            .map_err(|e| bad(e.to_string()))?;
+            .map_err(|e| bad(explain(&e)))?;
         if !verifier.message_processed() {
             return Err(bad("message not fully processed".into()));
         }
@@ -126,8 +135,7 @@ impl Keyring {
 
 struct Helper<'a> {
     certs: &'a [openpgp::Cert],
-    good: usize,
-    problems: Vec<String>,
+    problems: &'a std::cell::RefCell<Vec<String>>,
 }
 
 impl VerificationHelper for Helper<'_> {
@@ -136,25 +144,27 @@ impl VerificationHelper for Helper<'_> {
     }
 
     fn check(&mut self, structure: MessageStructure) -> openpgp::Result<()> {
+        let mut good = 0;
+        let mut problems = self.problems.borrow_mut();
         for layer in structure {
             if let MessageLayer::SignatureGroup { results } = layer {
                 for result in results {
                     match result {
-                        Ok(_) => self.good += 1,
-                        Err(e) => self.problems.push(describe(&e)),
+                        Ok(_) => good += 1,
+                        Err(e) => problems.push(describe(&e)),
                     }
                 }
             }
         }
-        if self.good > 0 {
-            Ok(())
-        } else if self.problems.is_empty() {
-            Err(openpgp::Error::InvalidOperation("no signature found".into()).into())
-        } else {
-            self.problems.sort();
-            self.problems.dedup();
-            Err(openpgp::Error::InvalidOperation(self.problems.join("; ")).into())
+        if good > 0 {
+            return Ok(());
         }
+        if problems.is_empty() {
+            problems.push("no signature found".into());
+        }
+        problems.sort();
+        problems.dedup();
+        Err(openpgp::Error::InvalidOperation(problems.join("; ")).into())
     }
 }
 
@@ -266,6 +276,7 @@ impl ArchiveClient<'_> {
         suite: &str,
     ) -> Result<VerifiedSuite, ArchiveError> {
         let url = format!("{base_url}/dists/{suite}/InRelease");
+        let shown = redact(&url);
         let cache_name = format!("InRelease-{archive}-{suite}");
         let bytes = if self.offline {
             self.cache
@@ -277,8 +288,19 @@ impl ArchiveClient<'_> {
         } else {
             self.fetcher.get(&url)?
         };
-        let text = self.keyring.verify_clearsigned(&url, &bytes, self.now)?;
-        let release = Release::parse(&url, &text)?;
+        let text = self.keyring.verify_clearsigned(&shown, &bytes, self.now)?;
+        let release = Release::parse(&shown, &text)?;
+        // A validly signed Release of another suite (an old one, or a
+        // mirror's mix-up) must not stand in for the one asked for.
+        if release.codename != suite && release.suite != suite {
+            return Err(ArchiveError::Release {
+                url: shown,
+                why: format!(
+                    "is for suite {:?} (codename {:?}), not {suite:?}",
+                    release.suite, release.codename
+                ),
+            });
+        }
         if let Some((text, until)) = &release.valid_until {
             let now = self
                 .now
@@ -286,7 +308,7 @@ impl ArchiveClient<'_> {
                 .map_or(0, |d| d.as_secs());
             if *until < now {
                 return Err(ArchiveError::Expired {
-                    url,
+                    url: shown,
                     valid_until: text.clone(),
                 });
             }
@@ -326,8 +348,9 @@ impl ArchiveClient<'_> {
             return Ok(String::new());
         };
         let url_of = |p: &str| format!("{}/dists/{}/{p}", suite.base_url, suite.name);
+        let shown_of = |p: &str| redact(&url_of(p));
         if let Some(bytes) = self.cache.get(&plain_sha) {
-            return into_text(&url_of(&plain_path), bytes);
+            return into_text(&shown_of(&plain_path), bytes);
         }
         if self.offline {
             return Err(ArchiveError::Offline {
@@ -345,20 +368,30 @@ impl ArchiveClient<'_> {
                     suite: suite.name.clone(),
                     path: xz_path.clone(),
                 })?;
-        let url = if suite.release.acquire_by_hash {
-            url_of(&format!("{dir}/by-hash/SHA256/{xz_sha}"))
-        } else {
-            url_of(&xz_path)
+        let by_hash = suite
+            .release
+            .acquire_by_hash
+            .then(|| format!("{dir}/by-hash/SHA256/{xz_sha}"));
+        // A mirror may lag behind on by-hash files; the plain path with the
+        // same hash check is just as safe, so a by-hash 404 is not retried.
+        let fetched = match &by_hash {
+            Some(p) => self
+                .fetcher
+                .get_unless_missing(&url_of(p))?
+                .map(|b| (b, p.clone())),
+            None => None,
         };
-        let compressed = match self.fetcher.get(&url) {
-            // A mirror may lag behind on by-hash files; the plain path with
-            // the same hash check is just as safe.
-            Err(e) if e.not_found && suite.release.acquire_by_hash => {
-                self.fetcher.get(&url_of(&xz_path))?
-            }
-            other => other?,
+        let (compressed, path) = match fetched {
+            Some(found) => found,
+            None => (self.fetcher.get(&url_of(&xz_path))?, xz_path.clone()),
         };
-        check(&url, "size", &xz_size.to_string(), &compressed.len().to_string())?;
+        let url = shown_of(&path);
+        check(
+            &url,
+            "size",
+            &xz_size.to_string(),
+            &compressed.len().to_string(),
+        )?;
         check(&url, "sha256", &xz_sha, &hex(&Sha256::digest(&compressed)))?;
         let mut plain = Vec::with_capacity(plain_size as usize);
         liblzma::read::XzDecoder::new(&compressed[..])
@@ -367,8 +400,18 @@ impl ArchiveClient<'_> {
                 url: url.clone(),
                 why: e.to_string(),
             })?;
-        check(&url, "uncompressed size", &plain_size.to_string(), &plain.len().to_string())?;
-        check(&url, "uncompressed sha256", &plain_sha, &hex(&Sha256::digest(&plain)))?;
+        check(
+            &url,
+            "uncompressed size",
+            &plain_size.to_string(),
+            &plain.len().to_string(),
+        )?;
+        check(
+            &url,
+            "uncompressed sha256",
+            &plain_sha,
+            &hex(&Sha256::digest(&plain)),
+        )?;
         self.cache.put(&plain_sha, &plain)?;
         into_text(&url, plain)
     }
@@ -426,7 +469,9 @@ pub fn parse_rfc2822(s: &str) -> Option<u64> {
         return None;
     }
     let days = days_from_civil(year, month, day as i64);
-    u64::try_from(days).ok().map(|d| d * 86400 + h * 3600 + m * 60 + sec)
+    u64::try_from(days)
+        .ok()
+        .map(|d| d * 86400 + h * 3600 + m * 60 + sec)
 }
 
 /// Days since 1970-01-01 of a proleptic Gregorian date.
@@ -451,7 +496,10 @@ mod tests {
 
     #[test]
     fn parses_release_dates() {
-        assert_eq!(parse_rfc2822("Sat, 21 Nov 2026 09:15:44 UTC"), Some(1795252544));
+        assert_eq!(
+            parse_rfc2822("Sat, 21 Nov 2026 09:15:44 UTC"),
+            Some(1795252544)
+        );
         assert_eq!(parse_rfc2822("Thu, 01 Jan 1970 00:00:00 UTC"), Some(0));
         assert_eq!(parse_rfc2822("Sat, 21 Foo 2026 09:15:44 UTC"), None);
         assert_eq!(parse_rfc2822("Sat, 21 Nov 2026 09:15:44 +0100"), None);

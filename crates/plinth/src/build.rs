@@ -27,8 +27,8 @@ use crate::oci::{
 use crate::project::{Error, Progress, Project, Result};
 use crate::rootfs::{GENERATED, Rootfs, View};
 use crate::sbom::{
-    self, GeneratedFile, ImageSbomInput, IndexEntry, IndexSbomInput, LayerSbom, OsInfo, PackageSbom,
-    SbomDocument, SbomKind,
+    self, GeneratedFile, ImageSbomInput, IndexEntry, IndexSbomInput, LayerSbom, OsInfo,
+    PackageSbom, SbomDocument, SbomKind,
 };
 use crate::system;
 
@@ -38,10 +38,26 @@ const LAYER_FORMAT: u32 = 1;
 
 /// The four tags of every image, in output order.
 pub const VARIANTS: [Variant; 4] = [
-    Variant { tag: "latest", debug: false, nonroot: false },
-    Variant { tag: "nonroot", debug: false, nonroot: true },
-    Variant { tag: "debug", debug: true, nonroot: false },
-    Variant { tag: "debug-nonroot", debug: true, nonroot: true },
+    Variant {
+        tag: "latest",
+        debug: false,
+        nonroot: false,
+    },
+    Variant {
+        tag: "nonroot",
+        debug: false,
+        nonroot: true,
+    },
+    Variant {
+        tag: "debug",
+        debug: true,
+        nonroot: false,
+    },
+    Variant {
+        tag: "debug-nonroot",
+        debug: true,
+        nonroot: true,
+    },
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -148,16 +164,27 @@ pub fn build(
         }
         if !missing.is_empty() {
             let needed = needed_packages(&lock, &wanted);
-            let debs = fetch_all(&lock, &needed, cache, &mirrors, &fetcher, options.offline, progress)?;
+            let debs = fetch_all(
+                &lock,
+                &needed,
+                cache,
+                &mirrors,
+                &fetcher,
+                options.offline,
+                progress,
+            )?;
             for (arch, recipes) in missing {
-                let layers = build_arch(project, &lock, dist, &arch, epoch, &wanted, &debs, progress)?;
+                let layers =
+                    build_arch(project, &lock, dist, &arch, epoch, &wanted, &debs, progress)?;
                 if let Some(c) = &layer_cache {
                     c.store_all(&recipes, &layers);
                 }
                 per_arch.insert(arch, layers);
             }
         }
-        summaries.extend(write_layouts(project, dist, epoch, &wanted, &per_arch, options, progress)?);
+        summaries.extend(write_layouts(
+            project, dist, epoch, &wanted, &per_arch, options, progress,
+        )?);
     }
     write_checksums(&options.out_dir)?;
     Ok(summaries)
@@ -182,14 +209,20 @@ fn write_checksums(out_dir: &Path) -> Result<()> {
         }
         Ok(())
     }
-    let io = |source| Error::Io { path: out_dir.to_owned(), source };
+    let io = |source| Error::Io {
+        path: out_dir.to_owned(),
+        source,
+    };
     let mut files = Vec::new();
     walk(out_dir, out_dir, &mut files).map_err(io)?;
     files.sort();
     let lines: Vec<String> = files
         .par_iter()
         .map(|(rel, path)| {
-            let bytes = std::fs::read(path).map_err(|source| Error::Io { path: path.clone(), source })?;
+            let bytes = std::fs::read(path).map_err(|source| Error::Io {
+                path: path.clone(),
+                source,
+            })?;
             Ok(format!("{}  {rel}\n", hex(&Sha256::digest(&bytes))))
         })
         .collect::<Result<_>>()?;
@@ -220,10 +253,10 @@ fn needed_packages<'l>(lock: &'l Lockfile, images: &[String]) -> Vec<&'l LockedP
     let mut out = Vec::new();
     for img in lock.image.iter().filter(|i| images.contains(&i.name)) {
         for name in img.packages.iter().chain(&img.debug_packages) {
-            if let Some(p) = lock.find(&img.architecture, name) {
-                if seen.insert(&p.sha256) {
-                    out.push(p);
-                }
+            if let Some(p) = lock.find(&img.architecture, name)
+                && seen.insert(&p.sha256)
+            {
+                out.push(p);
             }
         }
     }
@@ -242,7 +275,10 @@ fn fetch_all(
     offline: bool,
     progress: &dyn Progress,
 ) -> Result<HashMap<String, Arc<Deb>>> {
-    progress.begin(&format!("{}: packages", lock.distribution), needed.len() as u64);
+    progress.begin(
+        &format!("{}: packages", lock.distribution),
+        needed.len() as u64,
+    );
     let debs = needed
         .par_iter()
         .map(|p| {
@@ -299,9 +335,16 @@ fn fetch_deb(
     }
     Err(Error::Package {
         package: p.filename.clone(),
-        why: format!("sha256 mismatch: the lock says {}, the mirror served {last}", p.sha256),
+        why: format!(
+            "sha256 mismatch: the lock says {}, the mirror served {last}",
+            p.sha256
+        ),
     })
 }
+
+/// A layer's tree before compression: image, whether it is the debug
+/// layer, its packages, its entries, and what its SBOM says of it.
+type PendingLayer = (String, bool, Vec<String>, Vec<Entry>, LayerContents);
 
 /// The layers of every image and debug variant for one architecture:
 /// image name → (own layer, debug layer).
@@ -325,20 +368,31 @@ fn build_arch(
     // Trees first (cheap, and each needs the one below), then compress all
     // distinct layers in parallel.
     let mut views: BTreeMap<String, View> = BTreeMap::new();
-    let mut trees: Vec<(String, bool, Vec<String>, Vec<Entry>, LayerContents)> = Vec::new();
+    let mut trees: Vec<PendingLayer> = Vec::new();
     for name in images {
         let image = defs
             .image(name, dist)
             .ok_or_else(|| Error::Usage(format!("unknown image {name}")))?;
         let locked = lock.image(name, arch).ok_or_else(|| {
-            Error::StaleLock(format!("{}: no entry for image {name} ({arch}); run `cargo xtask lock`", project.lockfile_path(dist).display()))
+            Error::StaleLock(format!(
+                "{}: no entry for image {name} ({arch}); run `cargo xtask lock`",
+                project.lockfile_path(dist).display()
+            ))
         })?;
         let empty = View::new();
-        let lower = image.base.as_ref().and_then(|b| views.get(b)).unwrap_or(&empty);
+        let lower = image
+            .base
+            .as_ref()
+            .and_then(|b| views.get(b))
+            .unwrap_or(&empty);
         let mut generated = Vec::new();
         if image.base.is_none() {
             generated.extend(system::usr_merge_links(arch));
-            generated.extend(system::base_files(&defs.settings.os_release, distribution, epoch));
+            generated.extend(system::base_files(
+                &defs.settings.os_release,
+                distribution,
+                epoch,
+            ));
         }
         let ctx = LayerContext {
             lock,
@@ -352,8 +406,20 @@ fn build_arch(
         let mut view = lower.clone();
         view.extend(own.iter().map(|e| (e.path.clone(), e.clone())));
         let (debug, debug_contents) = ctx.tree(&locked.debug_packages, &view, Vec::new())?;
-        trees.push((name.clone(), false, locked.packages.clone(), own, own_contents));
-        trees.push((name.clone(), true, locked.debug_packages.clone(), debug, debug_contents));
+        trees.push((
+            name.clone(),
+            false,
+            locked.packages.clone(),
+            own,
+            own_contents,
+        ));
+        trees.push((
+            name.clone(),
+            true,
+            locked.debug_packages.clone(),
+            debug,
+            debug_contents,
+        ));
         views.insert(name.clone(), view);
     }
     progress.begin(&format!("{dist} {arch}: layers"), trees.len() as u64);
@@ -386,7 +452,9 @@ fn build_arch(
             layer,
             packages,
         };
-        let slot = out.entry(name).or_insert_with(|| (built.clone(), built.clone()));
+        let slot = out
+            .entry(name)
+            .or_insert_with(|| (built.clone(), built.clone()));
         if debug {
             slot.1 = built;
         } else {
@@ -400,17 +468,44 @@ fn build_arch(
 /// from everything that decides their bytes, before anything is unpacked.
 type Recipes = BTreeMap<String, (String, String)>;
 
-fn recipes(project: &Project, lock: &Lockfile, dist: &str, arch: &str, epoch: u64, images: &[String]) -> Result<Recipes> {
+fn recipes(
+    project: &Project,
+    lock: &Lockfile,
+    dist: &str,
+    arch: &str,
+    epoch: u64,
+    images: &[String],
+) -> Result<Recipes> {
     let defs = &project.definitions;
     let mut out = Recipes::new();
     for name in images {
-        let image = defs.image(name, dist).ok_or_else(|| Error::Usage(format!("unknown image {name}")))?;
+        let image = defs
+            .image(name, dist)
+            .ok_or_else(|| Error::Usage(format!("unknown image {name}")))?;
         let locked = lock.image(name, arch).ok_or_else(|| {
-            Error::StaleLock(format!("{}: no entry for image {name} ({arch}); run `cargo xtask lock`", project.lockfile_path(dist).display()))
+            Error::StaleLock(format!(
+                "{}: no entry for image {name} ({arch}); run `cargo xtask lock`",
+                project.lockfile_path(dist).display()
+            ))
         })?;
-        let below = image.base.as_ref().and_then(|b| out.get(b)).map(|r| r.0.clone()).unwrap_or_default();
+        let below = image
+            .base
+            .as_ref()
+            .and_then(|b| out.get(b))
+            .map(|r| r.0.clone())
+            .unwrap_or_default();
         let sums = |names: &[String]| -> Vec<(String, String)> {
-            names.iter().map(|n| (n.clone(), lock.find(arch, n).map(|p| p.sha256.clone()).unwrap_or_default())).collect()
+            names
+                .iter()
+                .map(|n| {
+                    (
+                        n.clone(),
+                        lock.find(arch, n)
+                            .map(|p| p.sha256.clone())
+                            .unwrap_or_default(),
+                    )
+                })
+                .collect()
         };
         let key = |debug: bool, lower: &str, packages: Vec<(String, String)>| {
             let inputs = serde_json::json!({
@@ -452,18 +547,27 @@ struct CachedLayer {
 
 impl LayerCache {
     fn new(dir: &Path) -> Self {
-        LayerCache { dir: dir.to_owned() }
+        LayerCache {
+            dir: dir.to_owned(),
+        }
     }
 
     fn load(&self, key: &str) -> Option<BuiltLayer> {
-        let meta: CachedLayer = serde_json::from_slice(&std::fs::read(self.dir.join(format!("{key}.json"))).ok()?).ok()?;
+        let meta: CachedLayer =
+            serde_json::from_slice(&std::fs::read(self.dir.join(format!("{key}.json"))).ok()?)
+                .ok()?;
         let bytes = std::fs::read(self.dir.join(meta.digest.trim_start_matches("sha256:"))).ok()?;
         // A damaged entry is rebuilt, never trusted.
         if oci::sha256_digest(&bytes) != meta.digest {
             return None;
         }
         Some(BuiltLayer {
-            layer: Arc::new(LayerBlob { digest: meta.digest, diff_id: meta.diff_id, size: bytes.len() as u64, bytes }),
+            layer: Arc::new(LayerBlob {
+                digest: meta.digest,
+                diff_id: meta.diff_id,
+                size: bytes.len() as u64,
+                bytes,
+            }),
             packages: meta.packages,
             description: meta.description,
             contents: Arc::new(meta.contents),
@@ -480,7 +584,9 @@ impl LayerCache {
     /// Best effort: a cache that cannot be written only costs time.
     fn store_all(&self, recipes: &Recipes, layers: &ArchLayers) {
         for (name, (own_key, debug_key)) in recipes {
-            let Some((own, debug)) = layers.get(name) else { continue };
+            let Some((own, debug)) = layers.get(name) else {
+                continue;
+            };
             for (key, l) in [(own_key, own), (debug_key, debug)] {
                 let meta = CachedLayer {
                     digest: l.layer.digest.clone(),
@@ -490,9 +596,13 @@ impl LayerCache {
                     contents: (*l.contents).clone(),
                 };
                 let blob = self.dir.join(l.layer.digest.trim_start_matches("sha256:"));
-                let result = crate::fsutil::write_atomically(&blob, &l.layer.bytes).and_then(|_| {
-                    crate::fsutil::write_atomically(&self.dir.join(format!("{key}.json")), &serde_json::to_vec(&meta).unwrap_or_default())
-                });
+                let result =
+                    crate::fsutil::write_atomically(&blob, &l.layer.bytes).and_then(|_| {
+                        crate::fsutil::write_atomically(
+                            &self.dir.join(format!("{key}.json")),
+                            &serde_json::to_vec(&meta).unwrap_or_default(),
+                        )
+                    });
                 if let Err(e) = result {
                     tracing::warn!("layer cache {}: {e}", self.dir.display());
                 }
@@ -544,7 +654,10 @@ impl LayerContext<'_> {
         let mut late = files;
         for name in packages {
             let p = self.lock.find(self.arch, name).ok_or_else(|| {
-                Error::StaleLock(format!("lock has no package {name} for {}; run `cargo xtask lock`", self.arch))
+                Error::StaleLock(format!(
+                    "lock has no package {name} for {}; run `cargo xtask lock`",
+                    self.arch
+                ))
             })?;
             let deb = self.debs.get(&p.sha256).ok_or_else(|| Error::Package {
                 package: name.clone(),
@@ -553,9 +666,13 @@ impl LayerContext<'_> {
             contents.packages.push(package_sbom(p, deb));
             let is_ca = self.image.ca_bundle.as_deref() == Some(name.as_str());
             if is_ca {
-                let bundle = system::ca_bundle(name, &deb.entries, &[], self.epoch).map_err(|e| {
-                    Error::Package { package: name.clone(), why: e.to_string() }
-                })?;
+                let bundle =
+                    system::ca_bundle(name, &deb.entries, &[], self.epoch).map_err(|e| {
+                        Error::Package {
+                            package: name.clone(),
+                            why: e.to_string(),
+                        }
+                    })?;
                 record_generated(&mut contents, &bundle, Some(name));
                 late.push(bundle);
             }
@@ -565,9 +682,12 @@ impl LayerContext<'_> {
                 }
             }
             if deb.entries.iter().any(|e| e.path.ends_with("bin/busybox")) {
-                for e in system::busybox(name, &deb.entries, self.epoch).map_err(|e| {
-                    Error::Package { package: name.clone(), why: e.to_string() }
-                })? {
+                for e in
+                    system::busybox(name, &deb.entries, self.epoch).map_err(|e| Error::Package {
+                        package: name.clone(),
+                        why: e.to_string(),
+                    })?
+                {
                     fs.add(e, GENERATED).map_err(rootfs_err)?;
                 }
             }
@@ -588,7 +708,9 @@ impl LayerContext<'_> {
 
 fn record_generated(contents: &mut LayerContents, e: &Entry, from: Option<&str>) {
     if let EntryKind::File(bytes) = &e.kind {
-        contents.generated.push(GeneratedFile::new(&format!("/{}", e.path), bytes, from));
+        contents
+            .generated
+            .push(GeneratedFile::new(&format!("/{}", e.path), bytes, from));
     }
 }
 
@@ -602,7 +724,11 @@ fn package_sbom(p: &LockedPackage, deb: &Deb) -> PackageSbom {
     });
     let maintainer = crate::control::parse(&deb.control)
         .ok()
-        .and_then(|st| st.first().and_then(|s| s.get("Maintainer")).map(str::to_owned))
+        .and_then(|st| {
+            st.first()
+                .and_then(|s| s.get("Maintainer"))
+                .map(str::to_owned)
+        })
         .unwrap_or_default();
     PackageSbom {
         name: p.name.clone(),
@@ -658,12 +784,17 @@ fn write_layouts(
     };
     let distro = format!("debian-{}", distribution.version);
     let namespace = defs.settings.sbom_namespace();
-    let tool = sbom::Tool { name: "plinth", version: env!("CARGO_PKG_VERSION") };
+    let tool = sbom::Tool {
+        name: "plinth",
+        version: env!("CARGO_PKG_VERSION"),
+    };
     let sbom_dir = options.out_dir.join("sbom");
     progress.begin(&format!("{dist}: layouts"), images.len() as u64);
     for name in images {
         let repo = format!("{name}-{dist}");
-        let image = defs.image(name, dist).ok_or_else(|| Error::Usage(format!("unknown image {name}")))?;
+        let image = defs
+            .image(name, dist)
+            .ok_or_else(|| Error::Usage(format!("unknown image {name}")))?;
         let stack = defs.stack(name);
         let mut writer = PendingLayout::default();
         let mut top = Vec::new();
@@ -672,17 +803,25 @@ fn write_layouts(
             let mut platforms = Vec::new();
             let mut docs: Vec<(String, SbomDocument, SbomDocument)> = Vec::new();
             for (arch, layers) in per_arch {
-                let mut chain: Vec<&BuiltLayer> = stack.iter().filter_map(|s| layers.get(s).map(|l| &l.0)).collect();
-                if variant.debug {
-                    if let Some(l) = layers.get(name) {
-                        chain.push(&l.1);
-                    }
+                let mut chain: Vec<&BuiltLayer> = stack
+                    .iter()
+                    .filter_map(|s| layers.get(s).map(|l| &l.0))
+                    .collect();
+                if variant.debug
+                    && let Some(l) = layers.get(name)
+                {
+                    chain.push(&l.1);
                 }
-                let platform = Platform::from_debian_arch(arch)
-                    .ok_or_else(|| Error::Usage(format!("architecture {arch} has no OCI platform")))?;
+                let platform = Platform::from_debian_arch(arch).ok_or_else(|| {
+                    Error::Usage(format!("architecture {arch} has no OCI platform"))
+                })?;
                 let config = image_config(&created, arch, &platform, variant, &chain);
-                let config_blob = Blob::json(oci::MEDIA_TYPE_IMAGE_CONFIG, &config).map_err(oci_err)?;
-                writer.add(config_blob.descriptor.digest.clone(), Content::Owned(config_blob.bytes.clone()));
+                let config_blob =
+                    Blob::json(oci::MEDIA_TYPE_IMAGE_CONFIG, &config).map_err(oci_err)?;
+                writer.add(
+                    config_blob.descriptor.digest.clone(),
+                    Content::Owned(config_blob.bytes.clone()),
+                );
                 let mut layer_descs = Vec::new();
                 for l in &chain {
                     writer.add(l.layer.digest.clone(), Content::Layer(l.layer.clone()));
@@ -694,17 +833,28 @@ fn write_layouts(
                     });
                 }
                 let mut manifest = Manifest::image(config_blob.descriptor.clone(), layer_descs);
-                if let Some(base) = &image.base {
-                    if let Some(d) = manifests.get(&(base.clone(), variant.tag, arch.clone())) {
-                        manifest.annotations.insert(oci::ANNOTATION_BASE_NAME.into(), format!("{base}-{dist}:{}", variant.tag));
-                        manifest.annotations.insert(oci::ANNOTATION_BASE_DIGEST.into(), d.digest.clone());
-                    }
+                if let Some(base) = &image.base
+                    && let Some(d) = manifests.get(&(base.clone(), variant.tag, arch.clone()))
+                {
+                    manifest.annotations.insert(
+                        oci::ANNOTATION_BASE_NAME.into(),
+                        format!("{base}-{dist}:{}", variant.tag),
+                    );
+                    manifest
+                        .annotations
+                        .insert(oci::ANNOTATION_BASE_DIGEST.into(), d.digest.clone());
                 }
                 if let Some(url) = &defs.settings.source_url {
-                    manifest.annotations.insert(oci::ANNOTATION_SOURCE.into(), url.clone());
+                    manifest
+                        .annotations
+                        .insert(oci::ANNOTATION_SOURCE.into(), url.clone());
                 }
-                let manifest_blob = Blob::json(oci::MEDIA_TYPE_IMAGE_MANIFEST, &manifest).map_err(oci_err)?;
-                writer.add(manifest_blob.descriptor.digest.clone(), Content::Owned(manifest_blob.bytes.clone()));
+                let manifest_blob =
+                    Blob::json(oci::MEDIA_TYPE_IMAGE_MANIFEST, &manifest).map_err(oci_err)?;
+                writer.add(
+                    manifest_blob.descriptor.digest.clone(),
+                    Content::Owned(manifest_blob.bytes.clone()),
+                );
                 let platform_name = platform_string(&platform);
                 let desc = manifest_blob.descriptor.clone().with_platform(platform);
                 let base_ref = image.base.as_ref().and_then(|b| {
@@ -739,18 +889,32 @@ fn write_layouts(
                     tool,
                     namespace: &namespace,
                 };
-                let sbom_err = |e: sbom::SbomError| Error::Output(format!("SBOM of {repo}:{}-{arch}: {e}", variant.tag));
+                let sbom_err = |e: sbom::SbomError| {
+                    Error::Output(format!("SBOM of {repo}:{}-{arch}: {e}", variant.tag))
+                };
                 let spdx_doc = sbom::spdx(&input).map_err(sbom_err)?;
                 let cdx_doc = sbom::cyclonedx(&input).map_err(sbom_err)?;
                 let subject = descriptor_only(&manifest_blob.descriptor);
                 for doc in [&spdx_doc, &cdx_doc] {
                     top.push(attach(&mut writer, doc, &subject)?);
-                    write_beside(&sbom_dir.join(&repo).join(format!("{}-{arch}.{}", variant.tag, extension(doc))), &doc.json)?;
+                    write_beside(
+                        &sbom_dir.join(&repo).join(format!(
+                            "{}-{arch}.{}",
+                            variant.tag,
+                            extension(doc)
+                        )),
+                        &doc.json,
+                    )?;
                 }
                 manifests.insert((name.clone(), variant.tag, arch.clone()), desc.clone());
                 // A per-architecture tag, for tools that cannot pick a
                 // platform from an index (umoci).
-                top.push(desc.clone().with_annotation(oci::ANNOTATION_REF_NAME, format!("{}-{arch}", variant.tag)));
+                top.push(
+                    desc.clone().with_annotation(
+                        oci::ANNOTATION_REF_NAME,
+                        format!("{}-{arch}", variant.tag),
+                    ),
+                );
                 platforms.push(PlatformSummary {
                     architecture: arch.clone(),
                     manifest: desc.digest.clone(),
@@ -764,8 +928,16 @@ fn write_layouts(
             }
             let index = Index::new(platform_manifests);
             let index_blob = Blob::json(oci::MEDIA_TYPE_IMAGE_INDEX, &index).map_err(oci_err)?;
-            writer.add(index_blob.descriptor.digest.clone(), Content::Owned(index_blob.bytes.clone()));
-            top.push(index_blob.descriptor.clone().with_annotation(oci::ANNOTATION_REF_NAME, variant.tag));
+            writer.add(
+                index_blob.descriptor.digest.clone(),
+                Content::Owned(index_blob.bytes.clone()),
+            );
+            top.push(
+                index_blob
+                    .descriptor
+                    .clone()
+                    .with_annotation(oci::ANNOTATION_REF_NAME, variant.tag),
+            );
             let index_docs: Vec<SbomDocument> = [SbomKind::Spdx, SbomKind::CycloneDx]
                 .into_iter()
                 .map(|kind| {
@@ -787,14 +959,24 @@ fn write_layouts(
                             })
                             .collect(),
                     };
-                    let result = if kind == SbomKind::Spdx { sbom::spdx_index(&input) } else { sbom::cyclonedx_index(&input) };
-                    result.map_err(|e| Error::Output(format!("SBOM of {repo}:{}: {e}", variant.tag)))
+                    let result = if kind == SbomKind::Spdx {
+                        sbom::spdx_index(&input)
+                    } else {
+                        sbom::cyclonedx_index(&input)
+                    };
+                    result
+                        .map_err(|e| Error::Output(format!("SBOM of {repo}:{}: {e}", variant.tag)))
                 })
                 .collect::<Result<_>>()?;
             let subject = descriptor_only(&index_blob.descriptor);
             for doc in &index_docs {
                 top.push(attach(&mut writer, doc, &subject)?);
-                write_beside(&sbom_dir.join(&repo).join(format!("{}.{}", variant.tag, extension(doc))), &doc.json)?;
+                write_beside(
+                    &sbom_dir
+                        .join(&repo)
+                        .join(format!("{}.{}", variant.tag, extension(doc))),
+                    &doc.json,
+                )?;
             }
             summaries.push(TagSummary {
                 repository: repo.clone(),
@@ -807,8 +989,16 @@ fn write_layouts(
         }
         // Tags by name, then the untagged SBOM referrers by digest.
         top.sort_by(|a, b| {
-            (a.annotations.get(oci::ANNOTATION_REF_NAME).is_none(), a.annotations.get(oci::ANNOTATION_REF_NAME), &a.digest)
-                .cmp(&(b.annotations.get(oci::ANNOTATION_REF_NAME).is_none(), b.annotations.get(oci::ANNOTATION_REF_NAME), &b.digest))
+            (
+                !a.annotations.contains_key(oci::ANNOTATION_REF_NAME),
+                a.annotations.get(oci::ANNOTATION_REF_NAME),
+                &a.digest,
+            )
+                .cmp(&(
+                    !b.annotations.contains_key(oci::ANNOTATION_REF_NAME),
+                    b.annotations.get(oci::ANNOTATION_REF_NAME),
+                    &b.digest,
+                ))
         });
         writer.write(&options.out_dir.join(&repo), &Index::new(top))?;
         progress.step(&repo);
@@ -830,11 +1020,18 @@ fn descriptor_only(d: &Descriptor) -> Descriptor {
 }
 
 /// Stores an SBOM in the layout as an OCI 1.1 referrer of `subject`.
-fn attach(writer: &mut PendingLayout, doc: &SbomDocument, subject: &Descriptor) -> Result<Descriptor> {
+fn attach(
+    writer: &mut PendingLayout,
+    doc: &SbomDocument,
+    subject: &Descriptor,
+) -> Result<Descriptor> {
     let media_type = doc.kind.media_type();
     let layer = oci::descriptor_for(media_type, &doc.json);
     writer.add(layer.digest.clone(), Content::Owned(doc.json.clone()));
-    writer.add(oci::EMPTY_DIGEST.to_owned(), Content::Owned(oci::EMPTY_BLOB.to_vec()));
+    writer.add(
+        oci::EMPTY_DIGEST.to_owned(),
+        Content::Owned(oci::EMPTY_BLOB.to_vec()),
+    );
     let manifest = Manifest::artifact(media_type, vec![layer], subject.clone());
     let blob = Blob::json(oci::MEDIA_TYPE_IMAGE_MANIFEST, &manifest).map_err(oci_err)?;
     writer.add(blob.descriptor.digest.clone(), Content::Owned(blob.bytes));
@@ -853,7 +1050,10 @@ fn write_beside(path: &Path, bytes: &[u8]) -> Result<()> {
     if std::fs::read(path).is_ok_and(|b| b == bytes) {
         return Ok(());
     }
-    crate::fsutil::write_atomically(path, bytes).map_err(|source| Error::Io { path: path.to_owned(), source })
+    crate::fsutil::write_atomically(path, bytes).map_err(|source| Error::Io {
+        path: path.to_owned(),
+        source,
+    })
 }
 
 fn platform_string(p: &Platform) -> String {
@@ -893,7 +1093,9 @@ impl PendingLayout {
         let index_bytes = oci::json_bytes(index).map_err(oci_err)?;
         let unchanged = std::fs::read(dir.join("index.json")).is_ok_and(|b| b == index_bytes)
             && self.blobs.iter().all(|(digest, c)| {
-                let path = dir.join("blobs/sha256").join(digest.trim_start_matches("sha256:"));
+                let path = dir
+                    .join("blobs/sha256")
+                    .join(digest.trim_start_matches("sha256:"));
                 std::fs::metadata(path).is_ok_and(|m| m.len() == c.bytes().len() as u64)
             });
         if unchanged {
@@ -908,7 +1110,13 @@ impl PendingLayout {
     }
 }
 
-fn image_config(created: &str, arch: &str, platform: &Platform, variant: Variant, chain: &[&BuiltLayer]) -> ImageConfig {
+fn image_config(
+    created: &str,
+    arch: &str,
+    platform: &Platform,
+    variant: Variant,
+    chain: &[&BuiltLayer],
+) -> ImageConfig {
     let mut path = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".to_owned();
     if variant.debug {
         path.push_str(":/busybox");
@@ -925,7 +1133,10 @@ fn image_config(created: &str, arch: &str, platform: &Platform, variant: Variant
         variant: platform.variant.clone(),
         config: ContainerConfig {
             user: Some(user),
-            env: vec![format!("PATH={path}"), "SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt".into()],
+            env: vec![
+                format!("PATH={path}"),
+                "SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt".into(),
+            ],
             entrypoint: variant.debug.then(|| vec!["/busybox/sh".to_owned()]),
             working_dir: Some(workdir.into()),
             ..ContainerConfig::default()

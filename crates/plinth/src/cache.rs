@@ -31,7 +31,11 @@ pub struct Cache {
 impl Cache {
     /// The cache at its configured place.
     pub fn from_env() -> Result<Self, CacheError> {
-        let var = |k| std::env::var_os(k).filter(|v| !v.is_empty()).map(PathBuf::from);
+        let var = |k| {
+            std::env::var_os(k)
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from)
+        };
         let root = var("PLINTH_CACHE_DIR")
             .or_else(|| var("XDG_CACHE_HOME").map(|d| d.join("plinth")))
             .or_else(|| var("HOME").map(|h| h.join(".cache/plinth")))
@@ -111,7 +115,13 @@ impl Cache {
 
 fn sanitize(name: &str) -> String {
     name.chars()
-        .map(|c| if c.is_ascii_alphanumeric() || "-_.".contains(c) { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "-_.".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect()
 }
 

@@ -113,9 +113,12 @@ pub fn data_tar_size(bytes: &[u8]) -> Result<u64, DebError> {
     let mut reader: Box<dyn std::io::Read> = match compression {
         Compression::None => Box::new(data),
         Compression::Xz => Box::new(liblzma::read::XzDecoder::new_multi_decoder(data)),
-        Compression::Zstd => Box::new(zstd::stream::read::Decoder::with_buffer(data).map_err(|source| {
-            DebError::Member { member: member.name.clone(), source: LayerError::Read { source } }
-        })?),
+        Compression::Zstd => Box::new(zstd::stream::read::Decoder::with_buffer(data).map_err(
+            |source| DebError::Member {
+                member: member.name.clone(),
+                source: LayerError::Read { source },
+            },
+        )?),
         Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(data)),
     };
     std::io::copy(&mut reader, &mut std::io::sink()).map_err(|source| DebError::Member {

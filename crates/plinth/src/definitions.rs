@@ -180,7 +180,9 @@ impl Definitions {
             if dist.suites.is_empty() || dist.keys.is_empty() || dist.components.is_empty() {
                 return Err(invalid(
                     &settings_path,
-                    format!("distribution {name}: `suites`, `keys` and `components` must not be empty"),
+                    format!(
+                        "distribution {name}: `suites`, `keys` and `components` must not be empty"
+                    ),
                 ));
             }
         }
@@ -205,13 +207,23 @@ impl Definitions {
                     return Err(invalid(path, format!("unknown distribution {d:?}")));
                 }
             }
-            if image.packages.is_empty() && image.distribution.values().all(|d| d.packages.is_empty()) && image.base.is_none() {
-                return Err(invalid(path, format!("image {:?} has no packages and no base", image.name)));
+            if image.packages.is_empty()
+                && image.distribution.values().all(|d| d.packages.is_empty())
+                && image.base.is_none()
+            {
+                return Err(invalid(
+                    path,
+                    format!("image {:?} has no packages and no base", image.name),
+                ));
             }
             if let Some(prev) = origin.insert(image.name.clone(), path.clone()) {
                 return Err(invalid(
                     path,
-                    format!("image {:?} is also defined in {}", image.name, prev.display()),
+                    format!(
+                        "image {:?} is also defined in {}",
+                        image.name,
+                        prev.display()
+                    ),
                 ));
             }
             images.insert(image.name.clone(), image);
@@ -304,15 +316,17 @@ impl Definitions {
             architectures: &'a [String],
             debug_packages: &'a [String],
             distribution: Option<&'a Distribution>,
-            images: Vec<(String, Option<String>, Vec<String>, Vec<String>)>,
+            images: Vec<Image>,
         }
         let images = self
             .image_names()
             .iter()
             .filter_map(|n| self.image(n, dist))
-            .map(|i| {
-                let ex = i.exclude.iter().map(|e| e.package.clone()).collect();
-                (i.name, i.base, i.packages, ex)
+            // Descriptions do not count (blanked); reasons do, since the
+            // lockfile records them beside what they cut.
+            .map(|i| Image {
+                description: String::new(),
+                ..i
             })
             .collect();
         let inputs = Inputs {
@@ -339,7 +353,10 @@ fn check_base_chain(name: &str, images: &BTreeMap<String, ImageFile>) -> Result<
         };
         if seen.contains(&b) {
             seen.push(b);
-            return Err(format!("images stand on each other in a cycle: {}", seen.join(" → ")));
+            return Err(format!(
+                "images stand on each other in a cycle: {}",
+                seen.join(" → ")
+            ));
         }
         seen.push(b);
         cur = img.base.clone();
@@ -377,8 +394,10 @@ pub(crate) fn one_line(message: &str) -> String {
 
 pub(crate) fn hex(bytes: &[u8]) -> String {
     use std::fmt::Write;
-    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
+    bytes
+        .iter()
+        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+            let _ = write!(s, "{b:02x}");
+            s
+        })
 }

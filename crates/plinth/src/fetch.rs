@@ -85,6 +85,16 @@ impl Fetcher {
         }
     }
 
+    /// Like [`get`](Self::get), but a 404 answers `None` at once: for
+    /// optional paths that have a fallback.
+    pub fn get_unless_missing(&self, url: &str) -> Result<Option<Vec<u8>>, FetchError> {
+        match self.get_once(url) {
+            Ok(bytes) => Ok(Some(bytes)),
+            Err(e) if e.not_found => Ok(None),
+            Err(_) => self.get(url).map(Some),
+        }
+    }
+
     fn get_once(&self, url: &str) -> Result<Vec<u8>, FetchError> {
         let fail = |why: String, not_found: bool| FetchError {
             url: redact(url),
@@ -92,9 +102,8 @@ impl Fetcher {
             not_found,
         };
         if let Some(path) = url.strip_prefix("file://") {
-            return std::fs::read(path).map_err(|e| {
-                fail(e.to_string(), e.kind() == std::io::ErrorKind::NotFound)
-            });
+            return std::fs::read(path)
+                .map_err(|e| fail(e.to_string(), e.kind() == std::io::ErrorKind::NotFound));
         }
         tracing::debug!("GET {}", redact(url));
         let response = self
@@ -137,6 +146,9 @@ mod tests {
             super::redact("http://u:p@mirror.example/debian/x"),
             "http://mirror.example/debian/x"
         );
-        assert_eq!(super::redact("http://m.example/a@b"), "http://m.example/a@b");
+        assert_eq!(
+            super::redact("http://m.example/a@b"),
+            "http://m.example/a@b"
+        );
     }
 }

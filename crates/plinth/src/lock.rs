@@ -64,7 +64,8 @@ pub fn lock(
     let mut report = LockReport::default();
     let mut outputs = Vec::new();
     for (dist, _) in project.definitions.distributions() {
-        let (lock, warnings) = lock_distribution(project, dist, &mirrors, &fetcher, cache, options, progress)?;
+        let (lock, warnings) =
+            lock_distribution(project, dist, &mirrors, &fetcher, cache, options, progress)?;
         report.warnings.extend(warnings);
         outputs.push((dist.to_owned(), lock));
     }
@@ -152,7 +153,9 @@ fn lock_distribution(
         .enumerate()
         .flat_map(|(i, _)| {
             archs.iter().flat_map(move |a| {
-                dist.components.iter().map(move |c| (i, a.as_str(), c.as_str()))
+                dist.components
+                    .iter()
+                    .map(move |c| (i, a.as_str(), c.as_str()))
             })
         })
         .collect();
@@ -166,7 +169,11 @@ fn lock_distribution(
         .collect::<Result<_>>()?;
     progress.end();
 
-    let epoch = suites.iter().map(|s| s.release.date_epoch).max().unwrap_or(0);
+    let epoch = suites
+        .iter()
+        .map(|s| s.release.date_epoch)
+        .max()
+        .unwrap_or(0);
     let release = suites
         .iter()
         .map(|s| LockedRelease {
@@ -235,7 +242,9 @@ fn resolve_arch(
     let mut packages: BTreeMap<String, (usize, BTreeSet<String>)> = BTreeMap::new();
     let mut warnings = Vec::new();
     for name in image_names {
-        let Some(image) = defs.image(name, dist) else { continue };
+        let Some(image) = defs.image(name, dist) else {
+            continue;
+        };
         let empty = Selection::default();
         let base = match &image.base {
             Some(b) => selections.get(b).unwrap_or(&empty),
@@ -257,8 +266,15 @@ fn resolve_arch(
             &mut packages,
         )?;
         for ex in &sel.unused_exclusions {
-            if image.base.as_ref().and_then(|b| defs.image(b, dist)).is_none_or(|b| !b.exclude.iter().any(|e| &e.package == ex)) {
-                warnings.push(format!("{dist} ({arch}): image {name}: exclusion {ex:?} is not needed by any package"));
+            if image
+                .base
+                .as_ref()
+                .and_then(|b| defs.image(b, dist))
+                .is_none_or(|b| !b.exclude.iter().any(|e| &e.package == ex))
+            {
+                warnings.push(format!(
+                    "{dist} ({arch}): image {name}: exclusion {ex:?} is not needed by any package"
+                ));
             }
         }
         let mut left_out: Vec<LockedLeftOut> = sel

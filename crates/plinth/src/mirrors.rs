@@ -32,9 +32,33 @@ pub enum MirrorError {
 /// Debian's codenames and aliases, so that third-party apt entries
 /// (`nodistro`, `jammy`) are never taken for a Debian mirror.
 const DEBIAN_SUITES: &[&str] = &[
-    "buzz", "rex", "bo", "hamm", "slink", "potato", "woody", "sarge", "etch", "lenny", "squeeze",
-    "wheezy", "jessie", "stretch", "buster", "bullseye", "bookworm", "trixie", "forky", "duke",
-    "sid", "stable", "testing", "unstable", "oldstable", "oldoldstable", "experimental",
+    "buzz",
+    "rex",
+    "bo",
+    "hamm",
+    "slink",
+    "potato",
+    "woody",
+    "sarge",
+    "etch",
+    "lenny",
+    "squeeze",
+    "wheezy",
+    "jessie",
+    "stretch",
+    "buster",
+    "bullseye",
+    "bookworm",
+    "trixie",
+    "forky",
+    "duke",
+    "sid",
+    "stable",
+    "testing",
+    "unstable",
+    "oldstable",
+    "oldoldstable",
+    "experimental",
 ];
 
 /// Mirror base URL per archive name.
@@ -79,7 +103,9 @@ impl Mirrors {
         }
         let mut urls = BTreeMap::new();
         for archive in suffix_to_archive.values() {
-            let env = std::env::var(env_name(archive)).ok().filter(|v| !v.is_empty());
+            let env = std::env::var(env_name(archive))
+                .ok()
+                .filter(|v| !v.is_empty());
             let url = env
                 .or_else(|| settings.mirrors.get(archive).cloned())
                 .or_else(|| from_apt.get(archive).cloned());
@@ -144,12 +170,12 @@ fn read_apt_sources(apt_dir: &Path) -> Result<Vec<AptEntry>, MirrorError> {
         };
         match path.extension().and_then(|e| e.to_str()) {
             Some("list") => entries.extend(parse_one_line(&text)),
-            Some("sources") => entries.extend(parse_deb822(&text).map_err(|e| {
-                MirrorError::Syntax {
+            Some("sources") => {
+                entries.extend(parse_deb822(&text).map_err(|e| MirrorError::Syntax {
                     path: path.clone(),
                     message: e.to_string(),
-                }
-            })?),
+                })?)
+            }
             _ => {}
         }
     }
@@ -160,7 +186,10 @@ fn parse_one_line(text: &str) -> Vec<AptEntry> {
     let mut out = Vec::new();
     for line in text.lines() {
         let line = line.split('#').next().unwrap_or("").trim();
-        let Some(rest) = line.strip_prefix("deb ").or_else(|| line.strip_prefix("deb\t")) else {
+        let Some(rest) = line
+            .strip_prefix("deb ")
+            .or_else(|| line.strip_prefix("deb\t"))
+        else {
             continue;
         };
         let mut rest = rest.trim_start();
@@ -185,7 +214,9 @@ fn parse_deb822(text: &str) -> Result<Vec<AptEntry>, control::SyntaxError> {
     let mut out = Vec::new();
     for stanza in control::parse(text)? {
         let types = stanza.get("Types").unwrap_or("");
-        let enabled = stanza.get("Enabled").is_none_or(|v| !v.eq_ignore_ascii_case("no"));
+        let enabled = stanza
+            .get("Enabled")
+            .is_none_or(|v| !v.eq_ignore_ascii_case("no"));
         if !enabled || !types.split_whitespace().any(|t| t == "deb") {
             continue;
         }

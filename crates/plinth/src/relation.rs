@@ -130,9 +130,7 @@ fn parse_one(text: &str) -> Result<Relation, RelationError> {
     };
     // Build profiles (`<!nocheck>`) only matter when building from source.
     let text_no_profiles = match text.find('<') {
-        Some(i) if !text[i..].starts_with("<<") && !text[i..].starts_with("<=") => {
-            text[..i].trim()
-        }
+        Some(i) if !text[i..].starts_with("<<") && !text[i..].starts_with("<=") => text[..i].trim(),
         _ => text,
     };
     let mut rest = text_no_profiles;

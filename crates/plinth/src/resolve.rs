@@ -248,7 +248,10 @@ struct Resolver<'u, 'a> {
 impl Resolver<'_, '_> {
     fn add(&mut self, id: usize, why: &str) -> Option<usize> {
         let name = self.u.candidates[id].name.to_owned();
-        self.reasons.entry(name.clone()).or_default().insert(why.to_owned());
+        self.reasons
+            .entry(name.clone())
+            .or_default()
+            .insert(why.to_owned());
         if self.selected.all.contains_key(&name) {
             return None;
         }
@@ -301,7 +304,11 @@ impl Resolver<'_, '_> {
         let arch = &self.u.arch;
         groups
             .into_iter()
-            .map(|g| g.into_iter().filter(|r| r.applies_to(arch)).collect::<Vec<_>>())
+            .map(|g| {
+                g.into_iter()
+                    .filter(|r| r.applies_to(arch))
+                    .collect::<Vec<_>>()
+            })
             .filter(|g| !g.is_empty())
             .collect()
     }
@@ -502,7 +509,10 @@ SHA256: 11
     }
 
     fn names(u: &Universe, ids: &[usize]) -> Vec<String> {
-        let mut v: Vec<String> = ids.iter().map(|&i| u.candidate(i).name.to_owned()).collect();
+        let mut v: Vec<String> = ids
+            .iter()
+            .map(|&i| u.candidate(i).name.to_owned())
+            .collect();
         v.sort();
         v
     }
@@ -553,7 +563,12 @@ SHA256: 11
         let text = "Package: a\nVersion: 1\nArchitecture: all\nDepends: b\nFilename: f\nSize: 1\nSHA256: x\n\nPackage: b\nVersion: 1\nArchitecture: all\nDepends: c (>= 2)\nFilename: f\nSize: 1\nSHA256: x\n\nPackage: c\nVersion: 1\nArchitecture: all\nFilename: f\nSize: 1\nSHA256: x\n";
         let u = Universe::new("amd64", &[("s", text)]).unwrap();
         let err = u
-            .resolve("img", &["a".into(), "nope".into()], &[], &Selection::default())
+            .resolve(
+                "img",
+                &["a".into(), "nope".into()],
+                &[],
+                &Selection::default(),
+            )
             .unwrap_err()
             .to_string();
         assert!(err.contains("unknown package \"nope\""), "{err}");

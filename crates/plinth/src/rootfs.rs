@@ -21,7 +21,9 @@ pub const GENERATED: &str = "(generated)";
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum RootfsError {
-    #[error("/{path}: shipped by both {first} and {second} with different contents; name the winner with [[path-owner]] in the image definition")]
+    #[error(
+        "/{path}: shipped by both {first} and {second} with different contents; name the winner with [[path-owner]] in the image definition"
+    )]
     Conflict {
         path: String,
         first: String,
@@ -61,7 +63,10 @@ impl<'a> Rootfs<'a> {
 
     /// The entry at a canonical path, in this layer or below.
     pub fn get(&self, path: &str) -> Option<&Entry> {
-        self.own.get(path).map(|(e, _)| e).or_else(|| self.lower.get(path))
+        self.own
+            .get(path)
+            .map(|(e, _)| e)
+            .or_else(|| self.lower.get(path))
     }
 
     /// Adds a package's entry (or a generated one, with owner
@@ -124,7 +129,11 @@ impl<'a> Rootfs<'a> {
                             owner: owner.to_owned(),
                         });
                     }
-                    let base = if target.starts_with('/') { &[][..] } else { &parts[..i] };
+                    let base = if target.starts_with('/') {
+                        &[][..]
+                    } else {
+                        &parts[..i]
+                    };
                     let mut resolved = normalise(base, target);
                     resolved.extend(parts[i + 1..].iter().cloned());
                     parts = resolved;
@@ -240,7 +249,11 @@ mod tests {
 
     fn merged_base() -> View {
         let mut v = View::new();
-        for (p, t) in [("bin", "usr/bin"), ("lib", "usr/lib"), ("lib64", "usr/lib64")] {
+        for (p, t) in [
+            ("bin", "usr/bin"),
+            ("lib", "usr/lib"),
+            ("lib64", "usr/lib64"),
+        ] {
             v.insert(p.into(), Entry::symlink(p, t));
         }
         for d in ["usr", "usr/bin", "usr/lib", "usr/lib64"] {
@@ -255,12 +268,20 @@ mod tests {
         let winners = BTreeMap::new();
         let mut fs = Rootfs::new(&lower, &winners, 100);
         fs.add(Entry::dir("bin", 0o755), "pkg").unwrap();
-        fs.add(Entry::dir("lib/x86_64-linux-gnu", 0o755), "pkg").unwrap();
-        fs.add(Entry::file("lib/x86_64-linux-gnu/libc.so.6", 0o755, &b"elf"[..]), "pkg")
+        fs.add(Entry::dir("lib/x86_64-linux-gnu", 0o755), "pkg")
             .unwrap();
-        fs.add(Entry::symlink("lib64/ld.so", "/lib/x86_64-linux-gnu/libc.so.6"), "pkg")
+        fs.add(
+            Entry::file("lib/x86_64-linux-gnu/libc.so.6", 0o755, &b"elf"[..]),
+            "pkg",
+        )
+        .unwrap();
+        fs.add(
+            Entry::symlink("lib64/ld.so", "/lib/x86_64-linux-gnu/libc.so.6"),
+            "pkg",
+        )
+        .unwrap();
+        fs.add(Entry::file("bin/sh", 0o755, &b"sh"[..]), "pkg")
             .unwrap();
-        fs.add(Entry::file("bin/sh", 0o755, &b"sh"[..]), "pkg").unwrap();
         let paths: Vec<String> = fs.finish().unwrap().into_iter().map(|e| e.path).collect();
         assert_eq!(
             paths,
@@ -285,7 +306,9 @@ mod tests {
         fs.add(Entry::dir("etc", 0o755), "a").unwrap();
         fs.add(Entry::file("etc/x", 0o644, &b"1"[..]), "a").unwrap();
         fs.add(Entry::file("etc/x", 0o644, &b"1"[..]), "b").unwrap();
-        let err = fs.add(Entry::file("etc/x", 0o644, &b"2"[..]), "b").unwrap_err();
+        let err = fs
+            .add(Entry::file("etc/x", 0o644, &b"2"[..]), "b")
+            .unwrap_err();
         assert!(err.to_string().contains("shipped by both a and b"), "{err}");
 
         let winners = BTreeMap::from([("etc/x".to_owned(), "b".to_owned())]);
@@ -303,7 +326,9 @@ mod tests {
         lower.insert("b".into(), Entry::symlink("b", "a"));
         let none = BTreeMap::new();
         let mut fs = Rootfs::new(&lower, &none, 0);
-        let err = fs.add(Entry::file("a/x", 0o644, &b""[..]), "p").unwrap_err();
+        let err = fs
+            .add(Entry::file("a/x", 0o644, &b""[..]), "p")
+            .unwrap_err();
         assert!(matches!(err, RootfsError::SymlinkLoop { .. }), "{err}");
     }
 
@@ -329,7 +354,8 @@ mod tests {
         lower.insert("etc/up".into(), Entry::symlink("etc/up", "../../../etc"));
         let none = BTreeMap::new();
         let mut fs = Rootfs::new(&lower, &none, 0);
-        fs.add(Entry::file("etc/up/f", 0o644, &b""[..]), "p").unwrap();
+        fs.add(Entry::file("etc/up/f", 0o644, &b""[..]), "p")
+            .unwrap();
         assert_eq!(fs.finish().unwrap().last().unwrap().path, "etc/f");
     }
 }

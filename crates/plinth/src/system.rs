@@ -99,7 +99,11 @@ pub fn dpkg_status(package: &str, control: &str, md5sums: Option<&str>, epoch: u
         }
     }
     let dir = "var/lib/dpkg/status.d";
-    let mut entries = vec![Entry::file(format!("{dir}/{package}"), 0o644, stanza.into_bytes())];
+    let mut entries = vec![Entry::file(
+        format!("{dir}/{package}"),
+        0o644,
+        stanza.into_bytes(),
+    )];
     if let Some(sums) = md5sums {
         entries.push(Entry::file(
             format!("{dir}/{package}.md5sums"),
@@ -167,7 +171,10 @@ pub fn busybox(package: &str, entries: &[Entry], epoch: u64) -> Result<Vec<Entry
         return Err(fail("busybox is not a regular file".into()));
     };
     let applets = applet_names(bytes).ok_or_else(|| {
-        fail(format!("/{}: no applet table found in the binary", binary.path))
+        fail(format!(
+            "/{}: no applet table found in the binary",
+            binary.path
+        ))
     })?;
     let mut out = vec![Entry::dir("busybox", 0o755)];
     let mut link = Entry::file("busybox/busybox", binary.mode, &b""[..]);
@@ -219,8 +226,13 @@ mod tests {
     #[test]
     fn status_gets_a_status_line_after_package() {
         let e = dpkg_status("a", "Package: a\nVersion: 1\n", Some("x  usr/a\n"), 5);
-        let EntryKind::File(b) = &e[0].kind else { panic!() };
-        assert_eq!(&b[..], b"Package: a\nStatus: install ok installed\nVersion: 1\n");
+        let EntryKind::File(b) = &e[0].kind else {
+            panic!()
+        };
+        assert_eq!(
+            &b[..],
+            b"Package: a\nStatus: install ok installed\nVersion: 1\n"
+        );
         assert_eq!(e[1].path, "var/lib/dpkg/status.d/a.md5sums");
         assert_eq!(e[0].mtime, 5);
     }
@@ -239,7 +251,11 @@ mod tests {
     fn ca_bundle_is_sorted_and_newline_terminated() {
         let entries = vec![
             Entry::file("usr/share/ca-certificates/mozilla/B.crt", 0o644, &b"B"[..]),
-            Entry::file("usr/share/ca-certificates/mozilla/A.crt", 0o644, &b"A\n"[..]),
+            Entry::file(
+                "usr/share/ca-certificates/mozilla/A.crt",
+                0o644,
+                &b"A\n"[..],
+            ),
         ];
         let e = ca_bundle("ca-certificates", &entries, &[], 1).unwrap();
         assert_eq!(e.kind, EntryKind::File(b"A\nB\n"[..].into()));

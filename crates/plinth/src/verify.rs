@@ -40,14 +40,20 @@ pub fn verify(
     let recorded_path = RecordedDigests::path(&project.lockfiles_dir());
     let recorded = RecordedDigests::read(&recorded_path)?;
     let mut differences = if recorded.image.is_empty() {
-        vec![format!("{}: no recorded digests; run `cargo xtask images` and commit it", recorded_path.display())]
+        vec![format!(
+            "{}: no recorded digests; run `cargo xtask images` and commit it",
+            recorded_path.display()
+        )]
     } else {
         recorded.differences(&fresh)
     };
     if let Some(reference) = reference.filter(|r| r.is_dir()) {
         differences.extend(explain(&fresh, &options.out_dir, reference)?);
     }
-    Ok(VerifyReport { tags: fresh.len(), differences })
+    Ok(VerifyReport {
+        tags: fresh.len(),
+        differences,
+    })
 }
 
 /// Compares each rebuilt per-architecture image with the same tag in the
@@ -66,12 +72,18 @@ fn explain(fresh: &[TagSummary], fresh_dir: &Path, reference: &Path) -> Result<V
             let here = format!("{}:{} ({})", tag.repository, tag.tag, p.architecture);
             let name = format!("{}-{}", tag.tag, p.architecture);
             let Some(ref_manifest) = manifest_of(&ref_dir, &name)? else {
-                out.push(format!("{here}: absent from the reference layout {}", ref_dir.display()));
+                out.push(format!(
+                    "{here}: absent from the reference layout {}",
+                    ref_dir.display()
+                ));
                 continue;
             };
             for (i, fresh_digest) in p.layers.iter().enumerate() {
                 let Some(ref_desc) = ref_manifest.layers.get(i) else {
-                    out.push(format!("{here}: layer {} is absent from the reference", i + 1));
+                    out.push(format!(
+                        "{here}: layer {} is absent from the reference",
+                        i + 1
+                    ));
                     continue;
                 };
                 let ref_bytes = read_raw(&ref_dir, &ref_desc.digest)?;
@@ -81,7 +93,11 @@ fn explain(fresh: &[TagSummary], fresh_dir: &Path, reference: &Path) -> Result<V
                 }
                 let fresh_bytes = read_raw(&fresh_dir.join(&tag.repository), fresh_digest)?;
                 for line in layer_differences(&fresh_bytes, &ref_bytes)? {
-                    out.push(format!("{here}: layer {} ({}): {line}", i + 1, short(fresh_digest)));
+                    out.push(format!(
+                        "{here}: layer {} ({}): {line}",
+                        i + 1,
+                        short(fresh_digest)
+                    ));
                 }
             }
         }
@@ -92,13 +108,17 @@ fn explain(fresh: &[TagSummary], fresh_dir: &Path, reference: &Path) -> Result<V
 fn manifest_of(dir: &Path, ref_name: &str) -> Result<Option<Manifest>> {
     let index = oci::read_layout(dir).map_err(|e| Error::Output(e.to_string()))?;
     match index.find_ref(ref_name) {
-        Some(desc) => Ok(Some(oci::read_json(dir, desc).map_err(|e| Error::Output(e.to_string()))?)),
+        Some(desc) => Ok(Some(
+            oci::read_json(dir, desc).map_err(|e| Error::Output(e.to_string()))?,
+        )),
         None => Ok(None),
     }
 }
 
 fn read_raw(dir: &Path, digest: &str) -> Result<Vec<u8>> {
-    let path = dir.join("blobs/sha256").join(digest.trim_start_matches("sha256:"));
+    let path = dir
+        .join("blobs/sha256")
+        .join(digest.trim_start_matches("sha256:"));
     std::fs::read(&path).map_err(|source| Error::Io { path, source })
 }
 
@@ -147,13 +167,21 @@ fn entry_differences(rebuilt: &Entry, reference: &Entry) -> Vec<String> {
     if rebuilt.kind != reference.kind {
         let kind = match (&rebuilt.kind, &reference.kind) {
             (EntryKind::File(_), EntryKind::File(_)) => "content",
-            (EntryKind::Symlink(_), EntryKind::Symlink(_)) | (EntryKind::Hardlink(_), EntryKind::Hardlink(_)) => "link target",
+            (EntryKind::Symlink(_), EntryKind::Symlink(_))
+            | (EntryKind::Hardlink(_), EntryKind::Hardlink(_)) => "link target",
             _ => "type",
         };
-        out.push(format!("{kind} {} (reference {})", describe(rebuilt), describe(reference)));
+        out.push(format!(
+            "{kind} {} (reference {})",
+            describe(rebuilt),
+            describe(reference)
+        ));
     }
     if rebuilt.mode != reference.mode {
-        out.push(format!("mode {:04o} (reference {:04o})", rebuilt.mode, reference.mode));
+        out.push(format!(
+            "mode {:04o} (reference {:04o})",
+            rebuilt.mode, reference.mode
+        ));
     }
     if (rebuilt.uid, rebuilt.gid) != (reference.uid, reference.gid) {
         out.push(format!(
@@ -162,7 +190,10 @@ fn entry_differences(rebuilt: &Entry, reference: &Entry) -> Vec<String> {
         ));
     }
     if rebuilt.mtime != reference.mtime {
-        out.push(format!("mtime {} (reference {})", rebuilt.mtime, reference.mtime));
+        out.push(format!(
+            "mtime {} (reference {})",
+            rebuilt.mtime, reference.mtime
+        ));
     }
     out
 }
@@ -188,10 +219,16 @@ mod tests {
         let a = write_layer(&changed, 10).unwrap();
         let b = write_layer(&base, 10).unwrap();
         let lines = layer_differences(&a.blob, &b.blob).unwrap();
-        assert!(lines[0].starts_with("/etc/a: content file sha256:"), "{lines:?}");
+        assert!(
+            lines[0].starts_with("/etc/a: content file sha256:"),
+            "{lines:?}"
+        );
         assert!(lines[0].contains("mode 0600 (reference 0644)"), "{lines:?}");
         assert_eq!(lines[1], "/etc/b: mtime 5 (reference 0)");
-        assert_eq!(lines[2], "/etc/c: link target symlink to b (reference symlink to a)");
+        assert_eq!(
+            lines[2],
+            "/etc/c: link target symlink to b (reference symlink to a)"
+        );
         assert_eq!(lines[3], "/etc/d: only in the rebuilt layer");
     }
 }

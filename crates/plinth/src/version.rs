@@ -47,7 +47,10 @@ impl Version {
         };
         let rest = &trimmed[rest_start..];
         let (upstream, revision) = match rest.rfind('-') {
-            Some(i) => ((rest_start, rest_start + i), (rest_start + i + 1, trimmed.len())),
+            Some(i) => (
+                (rest_start, rest_start + i),
+                (rest_start + i + 1, trimmed.len()),
+            ),
             None => ((rest_start, trimmed.len()), (trimmed.len(), trimmed.len())),
         };
         let up = &trimmed[upstream.0..upstream.1];
@@ -232,11 +235,17 @@ mod tests {
     /// Compares with the reference implementation on generated pairs.
     #[test]
     fn agrees_with_dpkg() {
-        if std::process::Command::new("dpkg").arg("--version").output().is_err() {
+        if std::process::Command::new("dpkg")
+            .arg("--version")
+            .output()
+            .is_err()
+        {
             eprintln!("skipped: dpkg is not installed");
             return;
         }
-        let parts = ["0", "1", "1.0", "1.0~rc1", "1.0+b1", "1a", "1.01", "2~", "10", "1:0"];
+        let parts = [
+            "0", "1", "1.0", "1.0~rc1", "1.0+b1", "1a", "1.01", "2~", "10", "1:0",
+        ];
         let revs = ["", "-1", "-1~bpo", "-0", "-1+deb13u1", "-10"];
         let mut versions = Vec::new();
         for p in parts {

@@ -1053,7 +1053,6 @@ fn two_locks_share_one_cache() {
 // drop the `ignore` once they are fixed.
 
 #[test]
-#[ignore = "library bug: archive.rs builds error URLs from the unredacted mirror URL"]
 fn errors_never_show_mirror_credentials() {
     let fx = Fixture::locked();
     let settings = fx.root.join("images/plinth.toml");
@@ -1066,7 +1065,6 @@ fn errors_never_show_mirror_credentials() {
 }
 
 #[test]
-#[ignore = "library bug: exclusion reasons are in the lockfile but not in lock_inputs_sha256"]
 fn check_fails_when_an_exclusion_reason_changes() {
     let fx = Fixture::locked();
     let text = STATIC_TOML.replace("no maintainer script runs in an image", "not needed");

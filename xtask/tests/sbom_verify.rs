@@ -1,0 +1,277 @@
+//! End-to-end proof of the SBOMs and of `cargo xtask verify`: every SBOM
+//! passes the reference validators, lists exactly the packages whose
+//! `status.d` records the image holds, and `verify` names the layer and the
+//! paths of a layout that was changed after the build.
+
+mod support;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+use plinth::entry::EntryKind;
+
+fn xtask() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_xtask"))
+}
+
+/// One build shared by the tests of this file.
+fn built() -> &'static Path {
+    static OUT: OnceLock<PathBuf> = OnceLock::new();
+    OUT.get_or_init(|| {
+        let dir = tempfile::tempdir().expect("temp dir").keep();
+        let out = xtask()
+            .args(["images", "--out"])
+            .arg(&dir)
+            .output()
+            .expect("running xtask");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        dir
+    })
+}
+
+fn files_with_suffix(dir: &Path, suffix: &str) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for repo in std::fs::read_dir(dir.join("sbom")).expect("sbom dir") {
+        for f in std::fs::read_dir(repo.expect("entry").path()).expect("repo dir") {
+            let p = f.expect("entry").path();
+            if p.to_string_lossy().ends_with(suffix) {
+                out.push(p);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// The validators' venv (`PLINTH_VALIDATORS_VENV`, as `.ci/run` sets it).
+fn validators() -> Option<PathBuf> {
+    let venv = std::env::var_os("PLINTH_VALIDATORS_VENV").map(PathBuf::from)?;
+    venv.join("bin/pyspdxtools").exists().then_some(venv)
+}
+
+#[test]
+fn every_sbom_passes_the_reference_validators() {
+    let Some(venv) = validators() else {
+        support::skip(
+            "PLINTH_VALIDATORS_VENV does not point at a venv with spdx-tools and check-jsonschema",
+        );
+        return;
+    };
+    let out = built();
+    let spdx = files_with_suffix(out, ".spdx.json");
+    let cdx = files_with_suffix(out, ".cdx.json");
+    // 8 repositories × 4 tags × (2 architectures + 1 index document).
+    assert_eq!(spdx.len(), 96);
+    assert_eq!(cdx.len(), 96);
+
+    // The command-line tool once, then the same parser and validator for
+    // every document in one process (pyspdxtools starts in about a second).
+    let one = Command::new(venv.join("bin/pyspdxtools"))
+        .arg("-i")
+        .arg(&spdx[0])
+        .output()
+        .unwrap();
+    assert!(
+        one.status.success(),
+        "{}",
+        String::from_utf8_lossy(&one.stdout)
+    );
+    let script = "import sys\n\
+from spdx_tools.spdx.parser.parse_anything import parse_file\n\
+from spdx_tools.spdx.validation.document_validator import validate_full_spdx_document\n\
+bad = [(f, m) for f in sys.argv[1:] for m in validate_full_spdx_document(parse_file(f))]\n\
+[print(f, m.validation_message) for f, m in bad[:20]]\n\
+sys.exit(1 if bad else 0)\n";
+    let all = Command::new(venv.join("bin/python"))
+        .arg("-c")
+        .arg(script)
+        .args(&spdx)
+        .output()
+        .unwrap();
+    assert!(
+        all.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&all.stdout),
+        String::from_utf8_lossy(&all.stderr)
+    );
+
+    let schema_dir = Command::new(venv.join("bin/python"))
+        .args([
+            "-c",
+            "import os, cyclonedx.schema._res as r; print(os.path.dirname(r.__file__))",
+        ])
+        .output()
+        .unwrap();
+    let schema_dir = String::from_utf8(schema_dir.stdout)
+        .unwrap()
+        .trim()
+        .to_owned();
+    let schema = format!("{schema_dir}/bom-1.6.SNAPSHOT.schema.json");
+    let check = Command::new(venv.join("bin/check-jsonschema"))
+        .args([
+            "--base-uri",
+            &format!("file://{schema}"),
+            "--schemafile",
+            &schema,
+        ])
+        .args(&cdx)
+        .output()
+        .unwrap();
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stdout)
+    );
+}
+
+/// name → version of the Debian packages an SPDX document lists.
+fn sbom_packages(path: &Path) -> BTreeMap<String, String> {
+    let doc: serde_json::Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+    let mut out = BTreeMap::new();
+    for p in doc["packages"].as_array().unwrap() {
+        let is_deb = p["externalRefs"].as_array().into_iter().flatten().any(|r| {
+            r["referenceLocator"]
+                .as_str()
+                .is_some_and(|l| l.starts_with("pkg:deb/"))
+        });
+        if is_deb {
+            out.insert(
+                p["name"].as_str().unwrap().to_owned(),
+                p["versionInfo"].as_str().unwrap().to_owned(),
+            );
+        }
+    }
+    out
+}
+
+/// name → version of the `status.d` records in an image's layers.
+fn status_d_packages(layout: &Path, tag: &str) -> BTreeMap<String, String> {
+    let index = plinth::oci::read_layout(layout).unwrap();
+    let desc = index
+        .find_ref(tag)
+        .unwrap_or_else(|| panic!("{}: no tag {tag}", layout.display()));
+    let manifest: plinth::oci::Manifest = plinth::oci::read_json(layout, desc).unwrap();
+    let mut out = BTreeMap::new();
+    for layer in &manifest.layers {
+        let blob = plinth::oci::read_blob(layout, &layer.digest).unwrap();
+        for e in plinth::layer::read_layer(&blob).unwrap() {
+            let Some(name) = e.path.strip_prefix("var/lib/dpkg/status.d/") else {
+                continue;
+            };
+            let EntryKind::File(bytes) = &e.kind else {
+                continue;
+            };
+            if name.ends_with(".md5sums") {
+                continue;
+            }
+            let text = String::from_utf8_lossy(bytes);
+            assert!(text.contains("\nStatus: install ok installed\n"), "{name}");
+            let version = text
+                .lines()
+                .find_map(|l| l.strip_prefix("Version: "))
+                .unwrap();
+            out.insert(name.to_owned(), version.to_owned());
+        }
+    }
+    out
+}
+
+#[test]
+fn sbom_packages_are_exactly_the_status_d_records() {
+    let out = built();
+    let mut checked = 0;
+    for spdx in files_with_suffix(out, ".spdx.json") {
+        let file = spdx.file_name().unwrap().to_string_lossy().into_owned();
+        let Some(tag) = file
+            .strip_suffix(".spdx.json")
+            .filter(|t| t.ends_with("-amd64") || t.ends_with("-arm64"))
+        else {
+            continue;
+        };
+        let repo = spdx.parent().unwrap().file_name().unwrap();
+        let from_image = status_d_packages(&out.join(repo), tag);
+        assert!(!from_image.is_empty());
+        assert_eq!(sbom_packages(&spdx), from_image, "{}", spdx.display());
+        checked += 1;
+    }
+    assert_eq!(checked, 64);
+}
+
+#[test]
+fn verify_names_the_layer_and_paths_that_changed() {
+    let out = built();
+    let copy = tempfile::tempdir().unwrap();
+    let repo = "static-debian13";
+    let status = Command::new("cp")
+        .arg("-a")
+        .arg(out.join(repo))
+        .arg(copy.path())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let layout = copy.path().join(repo);
+
+    // Change three entries of the bottom layer of latest-amd64 in place,
+    // under the same blob name, as a tampered or mis-built layout would be.
+    let index = plinth::oci::read_layout(&layout).unwrap();
+    let manifest: plinth::oci::Manifest =
+        plinth::oci::read_json(&layout, index.find_ref("latest-amd64").unwrap()).unwrap();
+    let digest = &manifest.layers[0].digest;
+    let blob_path = layout
+        .join("blobs/sha256")
+        .join(digest.trim_start_matches("sha256:"));
+    let mut entries = plinth::layer::read_layer(&std::fs::read(&blob_path).unwrap()).unwrap();
+    let epoch = entries.iter().map(|e| e.mtime).max().unwrap();
+    for e in &mut entries {
+        match e.path.as_str() {
+            "etc/passwd" => e.mode = 0o600,
+            "etc/group" => e.kind = EntryKind::File(b"root:x:0:\n"[..].into()),
+            "etc/nsswitch.conf" => e.mtime = epoch - 1000,
+            _ => {}
+        }
+    }
+    let tampered = plinth::layer::write_layer(&entries, epoch).unwrap();
+    std::fs::write(&blob_path, &tampered.blob).unwrap();
+
+    let run = xtask()
+        .arg("verify")
+        .arg("--against")
+        .arg(copy.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(
+        !run.status.success(),
+        "verify passed on a tampered layout:\n{stderr}"
+    );
+    let prefix = "static-debian13:latest (amd64): layer 1";
+    let line = |path: &str| {
+        stderr
+            .lines()
+            .find(|l| l.starts_with(prefix) && l.contains(path))
+            .unwrap_or_else(|| panic!("no line for {path} in:\n{stderr}"))
+            .to_owned()
+    };
+    assert!(line("/etc/passwd:").contains("mode 0644 (reference 0600)"));
+    assert!(line("/etc/group:").contains("content file sha256:"));
+    assert!(
+        line("/etc/nsswitch.conf:")
+            .contains(&format!("mtime {epoch} (reference {})", epoch - 1000))
+    );
+    let others: BTreeSet<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with(prefix))
+        .filter(|l| {
+            !["/etc/passwd:", "/etc/group:", "/etc/nsswitch.conf:"]
+                .iter()
+                .any(|p| l.contains(p))
+        })
+        .collect();
+    assert!(others.is_empty(), "unexpected differences: {others:?}");
+}
