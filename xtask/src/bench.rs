@@ -73,8 +73,11 @@ fn images(root: &Path) -> Result<()> {
 
     let mut layers = std::collections::BTreeSet::new();
     for entry in std::fs::read_dir(out.path())? {
-        let dir = entry?.path();
-        for blob in std::fs::read_dir(dir.join("blobs/sha256"))? {
+        let blobs = entry?.path().join("blobs/sha256");
+        if !blobs.is_dir() {
+            continue; // the SBOM folder and SHA256SUMS
+        }
+        for blob in std::fs::read_dir(blobs)? {
             let bytes = std::fs::read(blob?.path())?;
             if bytes.starts_with(&[0x1f, 0x8b]) {
                 layers.insert(bytes);

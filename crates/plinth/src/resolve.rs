@@ -187,25 +187,44 @@ impl<'a> Universe<'a> {
 }
 
 fn candidate<'a>(suite: &'a str, st: &control::Stanza<'a>) -> Result<Candidate<'a>, String> {
-    let need = |f: &str| st.get(f).ok_or_else(|| format!("no {f} field"));
-    let name = need("Package")?;
-    let version = need("Version")?;
+    // One pass over the fields: this runs for every stanza of every index.
+    let mut f: [Option<&'a str>; 11] = [None; 11];
+    for (name, value) in st.fields() {
+        let slot = match name {
+            "Package" => 0,
+            "Version" => 1,
+            "Architecture" => 2,
+            "Source" => 3,
+            "Pre-Depends" => 4,
+            "Depends" => 5,
+            "Provides" => 6,
+            "Filename" => 7,
+            "Size" => 8,
+            "SHA256" => 9,
+            "Maintainer" => 10,
+            _ => continue,
+        };
+        f[slot] = Some(value);
+    }
+    let need = |i: usize, field: &str| f[i].ok_or_else(|| format!("no {field} field"));
+    let name = need(0, "Package")?;
+    let version = need(1, "Version")?;
     Version::parse(version).map_err(|e| format!("{name}: {e}"))?;
     Ok(Candidate {
         name,
         version,
-        architecture: need("Architecture")?,
+        architecture: need(2, "Architecture")?,
         suite,
-        source: st.get("Source"),
-        pre_depends: st.get("Pre-Depends"),
-        depends: st.get("Depends"),
-        provides: st.get("Provides"),
-        filename: need("Filename")?,
-        size: need("Size")?
+        source: f[3],
+        pre_depends: f[4],
+        depends: f[5],
+        provides: f[6],
+        filename: need(7, "Filename")?,
+        size: need(8, "Size")?
             .parse()
             .map_err(|_| format!("{name}: Size is not a number"))?,
-        sha256: need("SHA256")?,
-        maintainer: st.get("Maintainer"),
+        sha256: need(9, "SHA256")?,
+        maintainer: f[10],
     })
 }
 

@@ -3,7 +3,7 @@
 //! the file when a reference layout is at hand.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
@@ -63,6 +63,8 @@ pub fn verify(
 fn explain(fresh: &[TagSummary], fresh_dir: &Path, reference: &Path) -> Result<Vec<String>> {
     let mut out = Vec::new();
     let mut explained: BTreeSet<(String, String)> = BTreeSet::new();
+    // Every tag of a repository shares most layers: hash each file once.
+    let mut sums: BTreeMap<PathBuf, String> = BTreeMap::new();
     for tag in fresh {
         let ref_dir = reference.join(&tag.repository);
         if !ref_dir.join("index.json").exists() {
@@ -86,12 +88,20 @@ fn explain(fresh: &[TagSummary], fresh_dir: &Path, reference: &Path) -> Result<V
                     ));
                     continue;
                 };
-                let ref_bytes = read_raw(&ref_dir, &ref_desc.digest)?;
-                let ref_sum = format!("sha256:{}", hex(&Sha256::digest(&ref_bytes)));
+                let ref_path = blob_path(&ref_dir, &ref_desc.digest);
+                let ref_sum = match sums.get(&ref_path) {
+                    Some(sum) => sum.clone(),
+                    None => {
+                        let sum = format!("sha256:{}", hex(&Sha256::digest(read_raw(&ref_path)?)));
+                        sums.insert(ref_path.clone(), sum.clone());
+                        sum
+                    }
+                };
                 if &ref_sum == fresh_digest || !explained.insert((fresh_digest.clone(), ref_sum)) {
                     continue;
                 }
-                let fresh_bytes = read_raw(&fresh_dir.join(&tag.repository), fresh_digest)?;
+                let ref_bytes = read_raw(&ref_path)?;
+                let fresh_bytes = read_raw(&blob_path(&fresh_dir.join(&tag.repository), fresh_digest))?;
                 for line in layer_differences(&fresh_bytes, &ref_bytes)? {
                     out.push(format!(
                         "{here}: layer {} ({}): {line}",
@@ -115,11 +125,15 @@ fn manifest_of(dir: &Path, ref_name: &str) -> Result<Option<Manifest>> {
     }
 }
 
-fn read_raw(dir: &Path, digest: &str) -> Result<Vec<u8>> {
-    let path = dir
-        .join("blobs/sha256")
-        .join(digest.trim_start_matches("sha256:"));
-    std::fs::read(&path).map_err(|source| Error::Io { path, source })
+fn blob_path(dir: &Path, digest: &str) -> PathBuf {
+    dir.join("blobs/sha256").join(digest.trim_start_matches("sha256:"))
+}
+
+fn read_raw(path: &Path) -> Result<Vec<u8>> {
+    std::fs::read(path).map_err(|source| Error::Io {
+        path: path.to_owned(),
+        source,
+    })
 }
 
 fn short(digest: &str) -> &str {
