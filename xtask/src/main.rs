@@ -44,9 +44,13 @@ enum Command {
     Images {
         /// Image names from images/ (static, base, ...); all when empty.
         names: Vec<String>,
-        /// Output directory for the OCI layouts.
+        /// Output directory for the OCI layouts (default target/images). Builds
+        /// elsewhere do not rewrite lockfiles/digests.toml.
         #[arg(long, value_name = "DIR")]
         out: Option<PathBuf>,
+        /// Build every layer anew instead of reusing target/plinth-layers.
+        #[arg(long)]
+        no_layer_cache: bool,
     },
     /// Rebuild everything from scratch in a fresh directory and compare with lockfiles/digests.toml.
     Verify {
@@ -66,7 +70,9 @@ fn main() -> ExitCode {
     init_logging(cli.verbose);
     if let Err(err) = run(cli) {
         eprintln!("error: {}", one_line(&err));
-        return ExitCode::FAILURE;
+        // A request that cannot mean anything (an unknown image) is a usage error.
+        let usage = matches!(err.downcast_ref(), Some(plinth::Error::Usage(_)));
+        return ExitCode::from(if usage { 2 } else { 1 });
     }
     ExitCode::SUCCESS
 }
@@ -106,12 +112,23 @@ fn run(cli: Cli) -> Result<()> {
                 );
             }
         }
-        Command::Images { names, out } => {
+        Command::Images {
+            names,
+            out,
+            no_layer_cache,
+        } => {
             let project = Project::open(&root)?;
             let cache = Cache::from_env()?;
-            let options = build_options(&root, names, out, cli.offline)?;
+            let record = out.is_none();
+            let mut options = build_options(&root, names, out, cli.offline)?;
+            if no_layer_cache {
+                options.layer_cache = None;
+            }
             let tags = plinth::build::build(&project, &cache, &options, &progress::Bars::new())?;
             print_summary(&tags);
+            if !record {
+                return Ok(());
+            }
             let path = plinth::digests::RecordedDigests::path(&project.lockfiles_dir());
             let mut recorded = plinth::digests::RecordedDigests::read(&path)?;
             recorded.merge(&tags);

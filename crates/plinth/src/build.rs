@@ -34,7 +34,7 @@ use crate::system;
 
 /// Bumped whenever a code change alters layer bytes for the same inputs,
 /// so that reused layers from an older plinth are never taken as current.
-const LAYER_FORMAT: u32 = 1;
+const LAYER_FORMAT: u32 = 2;
 
 /// The four tags of every image, in output order.
 pub const VARIANTS: [Variant; 4] = [

@@ -180,7 +180,9 @@ pub fn busybox(package: &str, entries: &[Entry], epoch: u64) -> Result<Vec<Entry
     let mut link = Entry::file("busybox/busybox", binary.mode, &b""[..]);
     link.kind = EntryKind::Hardlink(binary.path.clone());
     out.push(link);
-    for applet in applets {
+    // The binary lists itself among its applets; that link would replace
+    // the binary with a link to itself.
+    for applet in applets.iter().filter(|a| *a != "busybox") {
         out.push(Entry::symlink(format!("busybox/{applet}"), "busybox"));
     }
     Ok(at_epoch(out, epoch))
@@ -240,11 +242,22 @@ mod tests {
     #[test]
     fn applet_table_is_read_from_the_binary() {
         let mut bin = b"\x7fELF junk\0".to_vec();
-        bin.extend_from_slice(b"[\0[[\0ash\0cat\0cp\0echo\0id\0ls\0mv\0rm\0sh\0true\0\0more");
+        bin.extend_from_slice(
+            b"[\0[[\0ash\0busybox\0cat\0cp\0echo\0id\0ls\0mv\0rm\0sh\0true\0\0more",
+        );
         let names = applet_names(&bin).unwrap();
         assert_eq!(names.first().unwrap(), "[");
         assert_eq!(names.last().unwrap(), "true");
         assert!(applet_names(b"no table here").is_none());
+
+        let entries = vec![Entry::file("usr/bin/busybox", 0o755, bin)];
+        let links = busybox("busybox-static", &entries, 0).unwrap();
+        let own = links.iter().find(|e| e.path == "busybox/busybox").unwrap();
+        assert_eq!(own.kind, EntryKind::Hardlink("usr/bin/busybox".into()));
+        assert_eq!(
+            links.iter().filter(|e| e.path == "busybox/busybox").count(),
+            1
+        );
     }
 
     #[test]

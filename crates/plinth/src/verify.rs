@@ -101,7 +101,8 @@ fn explain(fresh: &[TagSummary], fresh_dir: &Path, reference: &Path) -> Result<V
                     continue;
                 }
                 let ref_bytes = read_raw(&ref_path)?;
-                let fresh_bytes = read_raw(&blob_path(&fresh_dir.join(&tag.repository), fresh_digest))?;
+                let fresh_bytes =
+                    read_raw(&blob_path(&fresh_dir.join(&tag.repository), fresh_digest))?;
                 for line in layer_differences(&fresh_bytes, &ref_bytes)? {
                     out.push(format!(
                         "{here}: layer {} ({}): {line}",
@@ -126,7 +127,8 @@ fn manifest_of(dir: &Path, ref_name: &str) -> Result<Option<Manifest>> {
 }
 
 fn blob_path(dir: &Path, digest: &str) -> PathBuf {
-    dir.join("blobs/sha256").join(digest.trim_start_matches("sha256:"))
+    dir.join("blobs/sha256")
+        .join(digest.trim_start_matches("sha256:"))
 }
 
 fn read_raw(path: &Path) -> Result<Vec<u8>> {
