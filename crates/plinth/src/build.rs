@@ -25,7 +25,7 @@ use crate::oci::{
     Platform, RootFs,
 };
 use crate::project::{Error, Progress, Project, Result};
-use crate::rootfs::{GENERATED, Rootfs, View};
+use crate::rootfs::{GENERATED, Owners, Rootfs, View};
 use crate::sbom::{
     self, GeneratedFile, ImageSbomInput, IndexEntry, IndexSbomInput, LayerSbom, OsInfo,
     PackageSbom, SbomDocument, SbomKind,
@@ -147,6 +147,9 @@ pub fn build(
     let fetcher = Fetcher::new(options.fetch.clone());
     let mut summaries = Vec::new();
     let layer_cache = options.layer_cache.as_deref().map(LayerCache::new);
+    // Every input is fetched, checked and built before the first output is
+    // written, so a build that fails leaves the previous outputs as they were.
+    let mut built = Vec::new();
     for (dist, _) in defs.distributions() {
         let lock = Lockfile::read(&project.lockfile_path(dist))?;
         let epoch = options.source_date_epoch.unwrap_or(lock.epoch);
@@ -182,6 +185,20 @@ pub fn build(
                 per_arch.insert(arch, layers);
             }
         }
+        built.push((dist, epoch, per_arch));
+    }
+    // Stale sums must not outlive a write that fails half way; they are
+    // written anew once every layout is in place.
+    let sums = options.out_dir.join("SHA256SUMS");
+    if let Err(e) = std::fs::remove_file(&sums)
+        && e.kind() != std::io::ErrorKind::NotFound
+    {
+        return Err(Error::Io {
+            path: sums,
+            source: e,
+        });
+    }
+    for (dist, epoch, per_arch) in built {
         summaries.extend(write_layouts(
             project, dist, epoch, &wanted, &per_arch, options, progress,
         )?);
@@ -367,19 +384,11 @@ fn build_arch(
         .ok_or_else(|| Error::Usage(format!("unknown distribution {dist}")))?;
     // Trees first (cheap, and each needs the one below), then compress all
     // distinct layers in parallel.
-    let mut views: BTreeMap<String, View> = BTreeMap::new();
+    let mut views: BTreeMap<String, (View, Owners)> = BTreeMap::new();
     let mut trees: Vec<PendingLayer> = Vec::new();
     for name in images {
-        let image = defs
-            .image(name, dist)
-            .ok_or_else(|| Error::Usage(format!("unknown image {name}")))?;
-        let locked = lock.image(name, arch).ok_or_else(|| {
-            Error::StaleLock(format!(
-                "{}: no entry for image {name} ({arch}); run `cargo xtask lock`",
-                project.lockfile_path(dist).display()
-            ))
-        })?;
-        let empty = View::new();
+        let (image, locked) = image_and_lock(project, lock, dist, arch, name)?;
+        let empty = (View::new(), Owners::new());
         let lower = image
             .base
             .as_ref()
@@ -402,10 +411,12 @@ fn build_arch(
             drop: &defs.settings.drop,
             image: &image,
         };
-        let (own, own_contents) = ctx.tree(&locked.packages, lower, generated)?;
+        let (own, own_owners, own_contents) = ctx.tree(&locked.packages, lower, generated)?;
         let mut view = lower.clone();
-        view.extend(own.iter().map(|e| (e.path.clone(), e.clone())));
-        let (debug, debug_contents) = ctx.tree(&locked.debug_packages, &view, Vec::new())?;
+        view.0
+            .extend(own.iter().map(|e| (e.path.clone(), e.clone())));
+        view.1.extend(own_owners);
+        let (debug, _, debug_contents) = ctx.tree(&locked.debug_packages, &view, Vec::new())?;
         trees.push((
             name.clone(),
             false,
@@ -464,6 +475,27 @@ fn build_arch(
     Ok(out)
 }
 
+/// An image's definition and its entry in the lock for one architecture.
+fn image_and_lock<'l>(
+    project: &Project,
+    lock: &'l Lockfile,
+    dist: &str,
+    arch: &str,
+    name: &str,
+) -> Result<(Image, &'l crate::lockfile::LockedImage)> {
+    let image = project
+        .definitions
+        .image(name, dist)
+        .ok_or_else(|| Error::Usage(format!("unknown image {name}")))?;
+    let locked = lock.image(name, arch).ok_or_else(|| {
+        Error::StaleLock(format!(
+            "{}: no entry for image {name} ({arch}); run `cargo xtask lock`",
+            project.lockfile_path(dist).display()
+        ))
+    })?;
+    Ok((image, locked))
+}
+
 /// For each image: the keys of its own layer and its debug layer, computed
 /// from everything that decides their bytes, before anything is unpacked.
 type Recipes = BTreeMap<String, (String, String)>;
@@ -479,15 +511,7 @@ fn recipes(
     let defs = &project.definitions;
     let mut out = Recipes::new();
     for name in images {
-        let image = defs
-            .image(name, dist)
-            .ok_or_else(|| Error::Usage(format!("unknown image {name}")))?;
-        let locked = lock.image(name, arch).ok_or_else(|| {
-            Error::StaleLock(format!(
-                "{}: no entry for image {name} ({arch}); run `cargo xtask lock`",
-                project.lockfile_path(dist).display()
-            ))
-        })?;
+        let (image, locked) = image_and_lock(project, lock, dist, arch, name)?;
         let below = image
             .base
             .as_ref()
@@ -630,9 +654,9 @@ impl LayerContext<'_> {
     fn tree(
         &self,
         packages: &[String],
-        lower: &View,
+        (lower, lower_owners): &(View, Owners),
         generated: Vec<Entry>,
-    ) -> Result<(Vec<Entry>, LayerContents)> {
+    ) -> Result<(Vec<Entry>, Owners, LayerContents)> {
         let mut contents = LayerContents::default();
         let winners: BTreeMap<String, String> = self
             .image
@@ -640,7 +664,7 @@ impl LayerContext<'_> {
             .iter()
             .map(|p| (p.path.trim_matches('/').to_owned(), p.package.clone()))
             .collect();
-        let mut fs = Rootfs::new(lower, &winners, self.epoch);
+        let mut fs = Rootfs::new(lower, lower_owners, &winners, self.epoch);
         let rootfs_err = |e: crate::rootfs::RootfsError| Error::Package {
             package: format!("{} ({})", self.image.name, self.arch),
             why: e.to_string(),
@@ -702,7 +726,8 @@ impl LayerContext<'_> {
             }
             fs.add(e, GENERATED).map_err(rootfs_err)?;
         }
-        Ok((fs.finish().map_err(rootfs_err)?, contents))
+        let (entries, owners) = fs.finish().map_err(rootfs_err)?;
+        Ok((entries, owners, contents))
     }
 }
 
@@ -897,14 +922,14 @@ fn write_layouts(
                 let subject = descriptor_only(&manifest_blob.descriptor);
                 for doc in [&spdx_doc, &cdx_doc] {
                     top.push(attach(&mut writer, doc, &subject)?);
-                    write_beside(
-                        &sbom_dir.join(&repo).join(format!(
+                    writer.beside(
+                        sbom_dir.join(&repo).join(format!(
                             "{}-{arch}.{}",
                             variant.tag,
                             extension(doc)
                         )),
                         &doc.json,
-                    )?;
+                    );
                 }
                 manifests.insert((name.clone(), variant.tag, arch.clone()), desc.clone());
                 // A per-architecture tag, for tools that cannot pick a
@@ -971,12 +996,12 @@ fn write_layouts(
             let subject = descriptor_only(&index_blob.descriptor);
             for doc in &index_docs {
                 top.push(attach(&mut writer, doc, &subject)?);
-                write_beside(
-                    &sbom_dir
+                writer.beside(
+                    sbom_dir
                         .join(&repo)
                         .join(format!("{}.{}", variant.tag, extension(doc))),
                     &doc.json,
-                )?;
+                );
             }
             summaries.push(TagSummary {
                 repository: repo.clone(),
@@ -1082,9 +1107,17 @@ impl Content {
 #[derive(Default)]
 struct PendingLayout {
     blobs: BTreeMap<String, Content>,
+    /// Files that describe the layout (its SBOMs), written only once the
+    /// layout itself is in place, so they never describe a layout that
+    /// failed to be written.
+    beside: Vec<(PathBuf, Vec<u8>)>,
 }
 
 impl PendingLayout {
+    fn beside(&mut self, path: PathBuf, bytes: &[u8]) {
+        self.beside.push((path, bytes.to_vec()));
+    }
+
     fn add(&mut self, digest: String, content: Content) {
         self.blobs.entry(digest).or_insert(content);
     }
@@ -1092,21 +1125,27 @@ impl PendingLayout {
     fn write(self, dir: &Path, index: &Index) -> Result<()> {
         let index_bytes = oci::json_bytes(index).map_err(oci_err)?;
         let unchanged = std::fs::read(dir.join("index.json")).is_ok_and(|b| b == index_bytes)
-            && self.blobs.iter().all(|(digest, c)| {
+            && self.blobs.par_iter().all(|(digest, _)| {
+                // Hash what is on disk, not just its size: a damaged blob
+                // must be rewritten, not kept.
                 let path = dir
                     .join("blobs/sha256")
                     .join(digest.trim_start_matches("sha256:"));
-                std::fs::metadata(path).is_ok_and(|m| m.len() == c.bytes().len() as u64)
+                std::fs::read(path).is_ok_and(|b| oci::sha256_digest(&b) == *digest)
             });
         if unchanged {
             tracing::info!("{}: unchanged", dir.display());
-            return Ok(());
+        } else {
+            let mut writer = LayoutWriter::create(dir).map_err(oci_err)?;
+            for (digest, content) in &self.blobs {
+                writer.add_blob(digest, content.bytes()).map_err(oci_err)?;
+            }
+            writer.finish(index).map_err(oci_err)?;
         }
-        let mut writer = LayoutWriter::create(dir).map_err(oci_err)?;
-        for (digest, content) in &self.blobs {
-            writer.add_blob(digest, content.bytes()).map_err(oci_err)?;
+        for (path, bytes) in &self.beside {
+            write_beside(path, bytes)?;
         }
-        writer.finish(index).map_err(oci_err)
+        Ok(())
     }
 }
 

@@ -42,8 +42,12 @@ pub enum RootfsError {
 /// The merged view of everything below a layer.
 pub type View = BTreeMap<String, Entry>;
 
+/// Which package put each path of a view there.
+pub type Owners = BTreeMap<String, String>;
+
 pub struct Rootfs<'a> {
     lower: &'a View,
+    lower_owners: &'a Owners,
     own: BTreeMap<String, (Entry, String)>,
     winners: &'a BTreeMap<String, String>,
     epoch: u64,
@@ -52,9 +56,15 @@ pub struct Rootfs<'a> {
 impl<'a> Rootfs<'a> {
     /// A layer on top of `lower`; `winners` maps a path to the package that
     /// wins when several ship it.
-    pub fn new(lower: &'a View, winners: &'a BTreeMap<String, String>, epoch: u64) -> Self {
+    pub fn new(
+        lower: &'a View,
+        lower_owners: &'a Owners,
+        winners: &'a BTreeMap<String, String>,
+        epoch: u64,
+    ) -> Self {
         Rootfs {
             lower,
+            lower_owners,
             own: BTreeMap::new(),
             winners,
             epoch,
@@ -89,11 +99,14 @@ impl<'a> Rootfs<'a> {
                 _ if same_contents(existing, &entry) => return Ok(()),
                 _ if owner == GENERATED => {}
                 _ => {
-                    let first = self
-                        .own
-                        .get(&path)
-                        .map_or("a lower layer", |(_, o)| o.as_str())
-                        .to_owned();
+                    let first = match self.own.get(&path) {
+                        Some((_, o)) => o.clone(),
+                        None => self
+                            .lower_owners
+                            .get(&path)
+                            .cloned()
+                            .unwrap_or_else(|| "a lower layer".into()),
+                    };
                     match self.winners.get(&path) {
                         Some(w) if w == owner => {}
                         Some(w) if *w == first => return Ok(()),
@@ -154,7 +167,12 @@ impl<'a> Rootfs<'a> {
 
     /// This layer's entries, sorted, with every parent directory and hard
     /// links pointing at the first path of their group.
-    pub fn finish(self) -> Result<Vec<Entry>, RootfsError> {
+    pub fn finish(self) -> Result<(Vec<Entry>, Owners), RootfsError> {
+        let owners: Owners = self
+            .own
+            .iter()
+            .map(|(p, (_, o))| (p.clone(), o.clone()))
+            .collect();
         let mut out: BTreeMap<String, Entry> =
             self.own.into_iter().map(|(p, (e, _))| (p, e)).collect();
         // Parents: as they are below, or plain root-owned 0755 directories.
@@ -178,7 +196,7 @@ impl<'a> Rootfs<'a> {
             }
         }
         relink_hardlinks(&mut out, self.lower);
-        Ok(out.into_values().collect())
+        Ok((out.into_values().collect(), owners))
     }
 }
 
@@ -247,6 +265,8 @@ fn relink_hardlinks(out: &mut BTreeMap<String, Entry>, lower: &View) {
 mod tests {
     use super::*;
 
+    static NO_OWNERS: Owners = Owners::new();
+
     fn merged_base() -> View {
         let mut v = View::new();
         for (p, t) in [
@@ -266,7 +286,7 @@ mod tests {
     fn usr_merge_through_directory_symlinks() {
         let lower = merged_base();
         let winners = BTreeMap::new();
-        let mut fs = Rootfs::new(&lower, &winners, 100);
+        let mut fs = Rootfs::new(&lower, &NO_OWNERS, &winners, 100);
         fs.add(Entry::dir("bin", 0o755), "pkg").unwrap();
         fs.add(Entry::dir("lib/x86_64-linux-gnu", 0o755), "pkg")
             .unwrap();
@@ -282,7 +302,7 @@ mod tests {
         .unwrap();
         fs.add(Entry::file("bin/sh", 0o755, &b"sh"[..]), "pkg")
             .unwrap();
-        let paths: Vec<String> = fs.finish().unwrap().into_iter().map(|e| e.path).collect();
+        let paths: Vec<String> = fs.finish().unwrap().0.into_iter().map(|e| e.path).collect();
         assert_eq!(
             paths,
             [
@@ -302,7 +322,7 @@ mod tests {
     fn conflicts_name_both_packages_unless_a_winner_is_named() {
         let lower = View::new();
         let none = BTreeMap::new();
-        let mut fs = Rootfs::new(&lower, &none, 0);
+        let mut fs = Rootfs::new(&lower, &NO_OWNERS, &none, 0);
         fs.add(Entry::dir("etc", 0o755), "a").unwrap();
         fs.add(Entry::file("etc/x", 0o644, &b"1"[..]), "a").unwrap();
         fs.add(Entry::file("etc/x", 0o644, &b"1"[..]), "b").unwrap();
@@ -312,10 +332,10 @@ mod tests {
         assert!(err.to_string().contains("shipped by both a and b"), "{err}");
 
         let winners = BTreeMap::from([("etc/x".to_owned(), "b".to_owned())]);
-        let mut fs = Rootfs::new(&lower, &winners, 0);
+        let mut fs = Rootfs::new(&lower, &NO_OWNERS, &winners, 0);
         fs.add(Entry::file("etc/x", 0o644, &b"1"[..]), "a").unwrap();
         fs.add(Entry::file("etc/x", 0o644, &b"2"[..]), "b").unwrap();
-        let out = fs.finish().unwrap();
+        let out = fs.finish().unwrap().0;
         assert_eq!(out[1].kind, EntryKind::File(b"2"[..].into()));
     }
 
@@ -325,7 +345,7 @@ mod tests {
         lower.insert("a".into(), Entry::symlink("a", "b"));
         lower.insert("b".into(), Entry::symlink("b", "a"));
         let none = BTreeMap::new();
-        let mut fs = Rootfs::new(&lower, &none, 0);
+        let mut fs = Rootfs::new(&lower, &NO_OWNERS, &none, 0);
         let err = fs
             .add(Entry::file("a/x", 0o644, &b""[..]), "p")
             .unwrap_err();
@@ -336,12 +356,12 @@ mod tests {
     fn hard_links_point_at_the_first_path() {
         let lower = View::new();
         let none = BTreeMap::new();
-        let mut fs = Rootfs::new(&lower, &none, 0);
+        let mut fs = Rootfs::new(&lower, &NO_OWNERS, &none, 0);
         fs.add(Entry::file("z", 0o755, &b"bin"[..]), "p").unwrap();
         let mut link = Entry::file("a", 0, &b""[..]);
         link.kind = EntryKind::Hardlink("z".into());
         fs.add(link, "p").unwrap();
-        let out = fs.finish().unwrap();
+        let out = fs.finish().unwrap().0;
         assert_eq!(out[0].kind, EntryKind::File(b"bin"[..].into()));
         assert_eq!(out[0].mode, 0o755);
         assert_eq!(out[1].kind, EntryKind::Hardlink("a".into()));
@@ -353,9 +373,9 @@ mod tests {
         lower.insert("etc".into(), Entry::dir("etc", 0o755));
         lower.insert("etc/up".into(), Entry::symlink("etc/up", "../../../etc"));
         let none = BTreeMap::new();
-        let mut fs = Rootfs::new(&lower, &none, 0);
+        let mut fs = Rootfs::new(&lower, &NO_OWNERS, &none, 0);
         fs.add(Entry::file("etc/up/f", 0o644, &b""[..]), "p")
             .unwrap();
-        assert_eq!(fs.finish().unwrap().last().unwrap().path, "etc/f");
+        assert_eq!(fs.finish().unwrap().0.last().unwrap().path, "etc/f");
     }
 }
