@@ -34,7 +34,7 @@ use crate::system;
 
 /// Bumped whenever a code change alters layer bytes for the same inputs,
 /// so that reused layers from an older plinth are never taken as current.
-const LAYER_FORMAT: u32 = 2;
+const LAYER_FORMAT: u32 = 3;
 
 /// The four tags of every image, in output order.
 pub const VARIANTS: [Variant; 4] = [
@@ -635,6 +635,17 @@ impl LayerCache {
     }
 }
 
+/// The text of a package's `/usr/share/doc/<package>/copyright`.
+fn copyright_file(package: &str, deb: &Deb) -> Option<String> {
+    let path = format!("usr/share/doc/{package}/copyright");
+    deb.entries.iter().find_map(|e| match &e.kind {
+        EntryKind::File(bytes) if e.path == path => {
+            Some(String::from_utf8_lossy(bytes).into_owned())
+        }
+        _ => None,
+    })
+}
+
 /// What one layer's tree is made from.
 struct LayerContext<'a> {
     lock: &'a Lockfile,
@@ -646,6 +657,22 @@ struct LayerContext<'a> {
 }
 
 impl LayerContext<'_> {
+    /// A package's copyright text. Debian lets a package's doc directory be
+    /// a symlink to that of a package from the same source it depends on
+    /// (`libstdc++6` → `gcc-14-base`); the licence is then that one's.
+    fn copyright_of(&self, name: &str, deb: &Deb) -> Option<String> {
+        copyright_file(name, deb).or_else(|| {
+            let dir = format!("usr/share/doc/{name}");
+            let target = deb.entries.iter().find_map(|e| match &e.kind {
+                EntryKind::Symlink(t) if e.path == dir => Some(t.trim_end_matches('/')),
+                _ => None,
+            })?;
+            let other = target.rsplit('/').next()?;
+            let p = self.lock.find(self.arch, other)?;
+            copyright_file(other, self.debs.get(&p.sha256)?)
+        })
+    }
+
     /// The entries of a layer holding `packages` on top of `lower`.
     /// `generated` files go in first when they are links or directories
     /// (the usr-merge links must exist before any package path is
@@ -687,7 +714,9 @@ impl LayerContext<'_> {
                 package: name.clone(),
                 why: "not fetched".into(),
             })?;
-            contents.packages.push(package_sbom(p, deb));
+            contents
+                .packages
+                .push(package_sbom(p, deb, self.copyright_of(name, deb)));
             let is_ca = self.image.ca_bundle.as_deref() == Some(name.as_str());
             if is_ca {
                 let bundle =
@@ -739,14 +768,7 @@ fn record_generated(contents: &mut LayerContents, e: &Entry, from: Option<&str>)
     }
 }
 
-fn package_sbom(p: &LockedPackage, deb: &Deb) -> PackageSbom {
-    let copyright_path = format!("usr/share/doc/{}/copyright", p.name);
-    let copyright = deb.entries.iter().find_map(|e| match &e.kind {
-        EntryKind::File(bytes) if e.path == copyright_path => {
-            Some(String::from_utf8_lossy(bytes).into_owned())
-        }
-        _ => None,
-    });
+fn package_sbom(p: &LockedPackage, deb: &Deb, copyright: Option<String>) -> PackageSbom {
     let maintainer = crate::control::parse(&deb.control)
         .ok()
         .and_then(|st| {
