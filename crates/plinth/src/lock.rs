@@ -322,10 +322,13 @@ fn record(
             .or_insert((id, BTreeSet::new()));
         if entry.0 != id {
             let other = universe.candidate(entry.0);
-            return Err(Error::Usage(format!(
-                "{dist} ({arch}): {} resolves to {} in one image and {} in {label}; pin it in the lower image",
-                c.name, other.version, c.version
-            )));
+            return Err(Error::Package {
+                package: format!("{} ({dist}, {arch})", c.name),
+                why: format!(
+                    "resolves to {} in one image and {} in {label}; name it in the lower image",
+                    other.version, c.version
+                ),
+            });
         }
         for why in sel.reasons.get(c.name).into_iter().flatten() {
             entry.1.insert(format!("{label}: {why}"));
