@@ -852,7 +852,7 @@ mod tests {
 
     fn dep5(body: &str) -> String {
         format!(
-            "Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/\n\
+            "Format: copyright-format/1.0/\n\
              Upstream-Name: x\n\n{body}"
         )
     }
@@ -1026,7 +1026,7 @@ mod tests {
 
     #[test]
     fn header_licence_used_when_no_files_paragraph() {
-        let text = "Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/\nLicense: GPL-2+\n";
+        let text = "Format: copyright-format/1.0/\nLicense: GPL-2+\n";
         assert_eq!(
             license_from_copyright("p", Some(text))
                 .expression
