@@ -2008,10 +2008,10 @@ mod tests {
     #[test]
     fn maintainers() {
         assert_eq!(
-            split_maintainer("GNU Libc Maintainers <debian-glibc@lists.debian.org>"),
+            split_maintainer("GNU Libc Maintainers <debian-glibc@lists.example.org>"),
             (
                 "GNU Libc Maintainers".to_owned(),
-                Some("debian-glibc@lists.debian.org".to_owned())
+                Some("debian-glibc@lists.example.org".to_owned())
             )
         );
         assert_eq!(split_maintainer("Nobody"), ("Nobody".to_owned(), None));
@@ -2117,8 +2117,8 @@ mod tests {
     }
 
     fn fixture() -> Fixture {
-        let glibc = "GNU Libc Maintainers <debian-glibc@lists.debian.org>";
-        let gcc = "Debian GCC Maintainers <debian-gcc@lists.debian.org>";
+        let glibc = "GNU Libc Maintainers <debian-glibc@lists.example.org>";
+        let gcc = "Debian GCC Maintainers <debian-gcc@lists.example.org>";
         let passwd = b"root:x:0:0:root:/root:/sbin/nologin\n";
         let mut static_files = vec![
             GeneratedFile::new("/etc/passwd", passwd, None),
@@ -2154,7 +2154,7 @@ mod tests {
                         "12.4+deb12u11",
                         "amd64",
                         "base-files",
-                        "Santiago Vila <sanvila@debian.org>",
+                        "Santiago Vila <sanvila@example.org>",
                     ),
                     deb(
                         "netbase",
@@ -2169,14 +2169,14 @@ mod tests {
                         "20230311+deb12u1",
                         "all",
                         "ca-certificates",
-                        "Julien Cristau <jcristau@debian.org>",
+                        "Julien Cristau <jcristau@example.org>",
                     ),
                     deb(
                         "media-types",
                         "10.0.0",
                         "all",
                         "media-types",
-                        "Mime-Support Packagers <team+debian-mimesupport-packagers@tracker.debian.org>",
+                        "Mime-Support Packagers <team+debian-mimesupport-packagers@tracker.example.org>",
                     ),
                 ],
                 files: static_files,
@@ -2199,7 +2199,7 @@ mod tests {
                         "1:1.2.13.dfsg-1",
                         "amd64",
                         "zlib",
-                        "Mark Brown <broonie@debian.org>",
+                        "Mark Brown <broonie@example.org>",
                     ),
                 ],
                 files: vec![GeneratedFile::new(
