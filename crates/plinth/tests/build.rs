@@ -1085,3 +1085,48 @@ fn a_layout_that_cannot_be_written_leaves_its_sboms_and_sums_alone() {
         }
     }
 }
+
+/// Unmounts the test's tmpfs, whatever the test's outcome.
+struct Unmount(PathBuf);
+
+impl Drop for Unmount {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn a_full_disk_fails_cleanly() {
+    let fx = Fixture::new();
+    let disk = fx.tmp.path().join("small-disk");
+    fs::create_dir_all(&disk).unwrap();
+    // A 32 KiB tmpfs stands in for a full disk; mounting one needs root,
+    // so elsewhere the test says why it did not run.
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=32k", "tmpfs"])
+        .arg(&disk)
+        .status()
+        .is_ok_and(|s| s.success());
+    if !mounted {
+        eprintln!("SKIPPED: cannot mount a tmpfs here (needs root)");
+        return;
+    }
+    let _unmount = Unmount(disk.clone());
+    let options = fx.options_into(&disk.join("out"));
+    let err = match fx.build(&options) {
+        Ok(_) => panic!("a build onto a full disk succeeded"),
+        Err(e) => e.to_string(),
+    };
+    assert!(err.contains("No space left on device"), "{err}");
+    assert!(!err.contains('\n'), "error is not one line: {err}");
+    // Nothing half-written: no temporary directory survives, and every
+    // layout that exists is complete.
+    for entry in fs::read_dir(&options.out_dir).into_iter().flatten() {
+        let entry = entry.unwrap();
+        let name = entry.file_name().to_string_lossy().into_owned();
+        assert!(!name.starts_with('.'), "{name} left behind");
+        if entry.path().join("index.json").exists() {
+            assert_complete(&entry.path());
+        }
+    }
+}
