@@ -209,7 +209,7 @@ fn candidate<'a>(suite: &'a str, st: &control::Stanza<'a>) -> Result<Candidate<'
     let need = |i: usize, field: &str| f[i].ok_or_else(|| format!("no {field} field"));
     let name = need(0, "Package")?;
     let version = need(1, "Version")?;
-    Version::parse(version).map_err(|e| format!("{name}: {e}"))?;
+    Version::validate(version).map_err(|e| format!("{name}: {e}"))?;
     Ok(Candidate {
         name,
         version,

@@ -24,6 +24,22 @@ pub struct VersionError {
 
 impl Version {
     pub fn parse(text: &str) -> Result<Self, VersionError> {
+        let parts = Self::split(text)?;
+        Ok(Version {
+            text: parts.text.to_owned(),
+            epoch: parts.epoch,
+            upstream: parts.upstream,
+            revision: parts.revision,
+        })
+    }
+
+    /// Checks `text` without keeping it: the index fast path validates
+    /// every version but compares only a few.
+    pub fn validate(text: &str) -> Result<(), VersionError> {
+        Self::split(text).map(|_| ())
+    }
+
+    fn split(text: &str) -> Result<Parts<'_>, VersionError> {
         let bad = |why| VersionError {
             text: text.to_owned(),
             why,
@@ -67,8 +83,8 @@ impl Version {
                 return Err(bad("invalid revision"));
             }
         }
-        Ok(Version {
-            text: trimmed.to_owned(),
+        Ok(Parts {
+            text: trimmed,
             epoch,
             upstream,
             revision,
@@ -98,6 +114,15 @@ impl Version {
     fn revision(&self) -> &str {
         &self.text[self.revision.0..self.revision.1]
     }
+}
+
+/// A checked version string: the trimmed text, the epoch, and the byte
+/// ranges of the upstream version and the revision.
+struct Parts<'a> {
+    text: &'a str,
+    epoch: u64,
+    upstream: (usize, usize),
+    revision: (usize, usize),
 }
 
 impl fmt::Display for Version {
