@@ -88,30 +88,30 @@ impl RecordedDigests {
                 out.push(format!("{name}: not in the recorded digests"));
                 continue;
             };
-            for (what, a, b) in [
-                ("index", &r.index, &t.index),
-                ("SPDX", &r.spdx, &t.spdx),
-                ("CycloneDX", &r.cyclonedx, &t.cyclonedx),
-            ] {
-                if a != b {
-                    out.push(format!("{name}: {what} digest {b}, recorded {a}"));
-                }
-            }
+            compare(
+                &mut out,
+                &name,
+                [
+                    ("index", &r.index, &t.index),
+                    ("SPDX", &r.spdx, &t.spdx),
+                    ("CycloneDX", &r.cyclonedx, &t.cyclonedx),
+                ],
+            );
             for p in &t.platform {
                 let here = format!("{name} ({})", p.architecture);
                 let Some(rp) = r.platform.iter().find(|x| x.architecture == p.architecture) else {
                     out.push(format!("{here}: not in the recorded digests"));
                     continue;
                 };
-                for (what, a, b) in [
-                    ("manifest", &rp.manifest, &p.manifest),
-                    ("SPDX", &rp.spdx, &p.spdx),
-                    ("CycloneDX", &rp.cyclonedx, &p.cyclonedx),
-                ] {
-                    if a != b {
-                        out.push(format!("{here}: {what} digest {b}, recorded {a}"));
-                    }
-                }
+                compare(
+                    &mut out,
+                    &here,
+                    [
+                        ("manifest", &rp.manifest, &p.manifest),
+                        ("SPDX", &rp.spdx, &p.spdx),
+                        ("CycloneDX", &rp.cyclonedx, &p.cyclonedx),
+                    ],
+                );
                 let n = rp.layers.len().max(p.layers.len());
                 for i in 0..n {
                     let (a, b) = (rp.layers.get(i), p.layers.get(i));
@@ -129,5 +129,91 @@ impl RecordedDigests {
             }
         }
         out
+    }
+}
+
+/// One line per `(what, recorded, rebuilt)` digest pair that differs.
+fn compare<const N: usize>(
+    out: &mut Vec<String>,
+    here: &str,
+    pairs: [(&str, &String, &String); N],
+) {
+    for (what, recorded, rebuilt) in pairs {
+        if recorded != rebuilt {
+            out.push(format!(
+                "{here}: {what} digest {rebuilt}, recorded {recorded}"
+            ));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::build::PlatformSummary;
+
+    fn tag(repo: &str, tag: &str, layer: &str) -> TagSummary {
+        TagSummary {
+            repository: repo.into(),
+            tag: tag.into(),
+            index: format!("sha256:i-{layer}"),
+            spdx: "sha256:s".into(),
+            cyclonedx: "sha256:c".into(),
+            platform: vec![PlatformSummary {
+                architecture: "amd64".into(),
+                manifest: format!("sha256:m-{layer}"),
+                spdx: "sha256:ps".into(),
+                cyclonedx: "sha256:pc".into(),
+                layers: vec!["sha256:base".into(), format!("sha256:{layer}")],
+                size: 1,
+            }],
+        }
+    }
+
+    #[test]
+    fn merge_keeps_other_tags_and_differences_name_what_moved() {
+        let mut recorded = RecordedDigests::default();
+        recorded.merge(&[
+            tag("b-debian13", "latest", "x"),
+            tag("a-debian13", "latest", "x"),
+        ]);
+        recorded.merge(&[tag("b-debian13", "latest", "y")]);
+        let names: Vec<_> = recorded
+            .image
+            .iter()
+            .map(|t| t.repository.as_str())
+            .collect();
+        assert_eq!(names, ["a-debian13", "b-debian13"]);
+
+        let lines = recorded.differences(&[
+            tag("b-debian13", "latest", "z"),
+            tag("c-debian13", "nonroot", "x"),
+        ]);
+        assert_eq!(
+            lines,
+            [
+                "b-debian13:latest: index digest sha256:i-z, recorded sha256:i-y",
+                "b-debian13:latest (amd64): manifest digest sha256:m-z, recorded sha256:m-y",
+                "b-debian13:latest (amd64): layer 2 is sha256:z, recorded sha256:y",
+                "c-debian13:nonroot: not in the recorded digests",
+            ]
+        );
+    }
+
+    #[test]
+    fn writes_only_when_changed_and_reads_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(FILE_NAME);
+        let mut recorded = RecordedDigests::default();
+        recorded.merge(&[tag("a-debian13", "latest", "x")]);
+        assert!(recorded.write(&path).unwrap());
+        assert!(!recorded.write(&path).unwrap());
+        assert_eq!(RecordedDigests::read(&path).unwrap(), recorded);
+        assert!(
+            RecordedDigests::read(&dir.path().join("none.toml"))
+                .unwrap()
+                .image
+                .is_empty()
+        );
     }
 }

@@ -5,11 +5,14 @@
 //! a mirror or the lock can be wrong fails with one line naming the
 //! culprit while the out dir keeps exactly what it held before.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use common::{settings_toml, sha256};
 use plinth::build::{BuildOptions, TagSummary, build};
 use plinth::cache::Cache;
 use plinth::entry::{Entry, EntryKind};
@@ -21,7 +24,6 @@ use plinth_testkit::keys::{DEFAULT_SIGNATURE_TIME, unix_time};
 use plinth_testkit::{
     Archive, Compression, DebBuilder, PoolEntry, RawEntry, Server, SigningKey, SuiteSpec,
 };
-use sha2::{Digest, Sha256};
 use tempfile::TempDir;
 
 const DIST: &str = "debian13";
@@ -75,13 +77,6 @@ const APPLETS: [&str; 12] = [
 
 fn key() -> SigningKey {
     SigningKey::ed25519("Test Archive Ed25519 <ed25519@test.invalid>")
-}
-
-fn sha256(bytes: &[u8]) -> String {
-    Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
 }
 
 /// The multiarch triplet and the ELF loader's name on `arch`.
@@ -271,30 +266,13 @@ impl Fixture {
     }
 
     fn write_settings(&self) {
-        let text = format!(
-            r#"architectures = ["amd64", "arm64"]
-debug-packages = ["busybox-static"]
-
-[mirrors]
-debian = "{}/debian"
-
-[os-release]
-pretty-name = "Distroless"
-home-url = "https://example.invalid/"
-support-url = "https://example.invalid/support"
-bug-report-url = "https://example.invalid/issues"
-
-[distribution.debian13]
-codename = "trixie"
-version = "13"
-components = ["main"]
-keys = ["{KEY_FILE}"]
-suites = [{{ name = "trixie", archive = "debian" }}]
-"#,
-            self.server.url()
-        );
+        let mirrors = [("debian", format!("{}/debian", self.server.url()))];
         fs::create_dir_all(self.root.join("images")).unwrap();
-        fs::write(self.root.join("images/plinth.toml"), text).unwrap();
+        fs::write(
+            self.root.join("images/plinth.toml"),
+            settings_toml(&[KEY_FILE], &mirrors, &[(SUITE, "debian")]),
+        )
+        .unwrap();
     }
 
     fn write_image(&self, name: &str, text: &str) {

@@ -3,10 +3,13 @@
 //! and that each way a mirror or a definition can be wrong fails with one
 //! line naming the culprit while the previous lockfile stays as it was.
 
+mod common;
+
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
+use common::{settings_toml, sha256};
 use plinth::cache::Cache;
 use plinth::fetch::FetchOptions;
 use plinth::lock::{LockOptions, LockReport, check, lock};
@@ -14,7 +17,6 @@ use plinth::lockfile::{LockedImage, LockedLeftOut, LockedRelease, Lockfile};
 use plinth::{Project, Silent};
 use plinth_testkit::keys::{DEFAULT_SIGNATURE_TIME, unix_time};
 use plinth_testkit::{Archive, Compression, DebBuilder, PoolEntry, Server, SigningKey, SuiteSpec};
-use sha2::{Digest, Sha256};
 use tempfile::TempDir;
 
 const RSA_KEY: &str = "archive-rsa.asc";
@@ -125,13 +127,6 @@ fn security_spec(valid_until: &str) -> SuiteSpec {
         binary_all: false,
         ..debian_spec("trixie-security", "stable-security", SECURITY_DATE)
     }
-}
-
-fn sha256(bytes: &[u8]) -> String {
-    Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
 }
 
 /// Fails with every candidate listed: for errors that rayon may report
@@ -296,41 +291,26 @@ impl Fixture {
     }
 
     fn write_settings(&self, keys: &[&str], mirrors: bool) {
-        let keys: Vec<String> = keys.iter().map(|k| format!("{k:?}")).collect();
+        let url = self.url();
         let mirrors = if mirrors {
-            let url = self.url();
-            format!(
-                "[mirrors]\ndebian = \"{url}/debian\"\ndebian-security = \"{url}/debian-security\"\n"
-            )
+            vec![
+                ("debian", format!("{url}/debian")),
+                ("debian-security", format!("{url}/debian-security")),
+            ]
         } else {
-            String::new()
+            Vec::new()
         };
-        let text = format!(
-            r#"architectures = ["amd64", "arm64"]
-debug-packages = ["busybox-static"]
-
-{mirrors}
-[os-release]
-pretty-name = "Distroless"
-home-url = "https://example.invalid/"
-support-url = "https://example.invalid/support"
-bug-report-url = "https://example.invalid/issues"
-
-[distribution.debian13]
-codename = "trixie"
-version = "13"
-components = ["main"]
-keys = [{}]
-suites = [
-  {{ name = "trixie", archive = "debian" }},
-  {{ name = "trixie-updates", archive = "debian" }},
-  {{ name = "trixie-security", archive = "debian-security" }},
-]
-"#,
-            keys.join(", ")
-        );
+        let suites = [
+            ("trixie", "debian"),
+            ("trixie-updates", "debian"),
+            ("trixie-security", "debian-security"),
+        ];
         fs::create_dir_all(self.root.join("images")).unwrap();
-        fs::write(self.root.join("images/plinth.toml"), text).unwrap();
+        fs::write(
+            self.root.join("images/plinth.toml"),
+            settings_toml(keys, &mirrors, &suites),
+        )
+        .unwrap();
     }
 
     fn image_path(&self, name: &str) -> PathBuf {
