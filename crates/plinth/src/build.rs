@@ -123,6 +123,9 @@ pub struct BuiltLayer {
 pub struct LayerContents {
     pub packages: Vec<PackageSbom>,
     pub generated: Vec<GeneratedFile>,
+    /// Cargo crates, in application layers only (never cached).
+    #[serde(skip)]
+    pub components: Vec<sbom::Component>,
 }
 
 #[derive(Debug)]
@@ -198,9 +201,17 @@ pub fn build(
             source: e,
         });
     }
+    let mut manifests = Manifests::new();
     for (dist, epoch, per_arch) in built {
         summaries.extend(write_layouts(
-            project, dist, epoch, &wanted, &per_arch, options, progress,
+            project,
+            dist,
+            epoch,
+            &wanted,
+            &per_arch,
+            options,
+            &mut manifests,
+            progress,
         )?);
     }
     write_checksums(&options.out_dir)?;
@@ -803,8 +814,298 @@ fn keep(path: &str, drop: &[String], only_copyright_of: Option<&str>) -> bool {
         })
 }
 
-/// Assembles configs, manifests and tag indices and writes one layout per
-/// image repository (`<image>-<distribution>`).
+/// Per-arch image manifests already written, by (repository, tag, arch):
+/// what an image built on them names as its base.
+type Manifests = BTreeMap<(String, String, String), Descriptor>;
+
+/// What every layout of one distribution shares.
+struct LayoutContext<'a> {
+    epoch: u64,
+    created: String,
+    os: OsInfo,
+    /// The purl `distro` qualifier: `debian-13`.
+    distro: String,
+    namespace: String,
+    source_url: Option<&'a str>,
+    sbom_dir: PathBuf,
+}
+
+impl<'a> LayoutContext<'a> {
+    fn new(project: &'a Project, dist: &str, epoch: u64, out_dir: &Path) -> Result<Self> {
+        let defs = &project.definitions;
+        let distribution = defs
+            .distribution(dist)
+            .ok_or_else(|| Error::Usage(format!("unknown distribution {dist}")))?;
+        Ok(LayoutContext {
+            epoch,
+            created: oci::rfc3339(epoch).map_err(oci_err)?,
+            os: OsInfo {
+                id: "debian".into(),
+                version_id: distribution.version.clone(),
+                version_codename: distribution.codename.clone(),
+                pretty_name: defs.settings.os_release.pretty_name.clone(),
+                name: "Debian GNU/Linux".into(),
+            },
+            distro: format!("debian-{}", distribution.version),
+            namespace: defs.settings.sbom_namespace(),
+            source_url: defs.settings.source_url.as_deref(),
+            sbom_dir: out_dir.join("sbom"),
+        })
+    }
+}
+
+const TOOL: sbom::Tool<'static> = sbom::Tool {
+    name: "plinth",
+    version: env!("CARGO_PKG_VERSION"),
+};
+
+/// One platform of a tag, ready to be written.
+struct PlatformImage<'a> {
+    arch: &'a str,
+    /// Layers bottom to top.
+    chain: Vec<&'a BuiltLayer>,
+    config: ImageConfig,
+    /// The image it is built on: repository, tag, per-arch manifest, and
+    /// how many of the bottom layers are that image's.
+    base: Option<(String, String, Descriptor, usize)>,
+}
+
+/// One image repository's layout being assembled, tag by tag.
+struct LayoutBuilder<'c> {
+    repo: String,
+    ctx: &'c LayoutContext<'c>,
+    pending: PendingLayout,
+    /// index.json's entries.
+    top: Vec<Descriptor>,
+}
+
+impl<'c> LayoutBuilder<'c> {
+    fn new(repo: String, ctx: &'c LayoutContext<'c>) -> Self {
+        LayoutBuilder {
+            repo,
+            ctx,
+            pending: PendingLayout::default(),
+            top: Vec::new(),
+        }
+    }
+
+    /// Adds a multi-arch tag, a per-arch tag for each platform, and their
+    /// SBOMs; returns the tag's digests and each platform's manifest.
+    fn add_tag(
+        &mut self,
+        tag: &str,
+        platforms: Vec<PlatformImage<'_>>,
+    ) -> Result<(TagSummary, Vec<(String, Descriptor)>)> {
+        let mut manifests = Vec::new();
+        let mut summaries = Vec::new();
+        let mut docs: Vec<(String, SbomDocument, SbomDocument)> = Vec::new();
+        for p in platforms {
+            let (desc, summary, platform_docs) = self.add_platform(tag, p)?;
+            manifests.push((summary.architecture.clone(), desc));
+            summaries.push(summary);
+            docs.push(platform_docs);
+        }
+        let index = Index::new(manifests.iter().map(|(_, d)| d.clone()).collect());
+        let index_blob = Blob::json(oci::MEDIA_TYPE_IMAGE_INDEX, &index).map_err(oci_err)?;
+        self.pending.add(
+            index_blob.descriptor.digest.clone(),
+            Content::Owned(index_blob.bytes.clone()),
+        );
+        self.top.push(
+            index_blob
+                .descriptor
+                .clone()
+                .with_annotation(oci::ANNOTATION_REF_NAME, tag),
+        );
+        let repo = self.repo.clone();
+        let index_docs: Vec<SbomDocument> = [SbomKind::Spdx, SbomKind::CycloneDx]
+            .into_iter()
+            .map(|kind| {
+                let input = IndexSbomInput {
+                    name: &repo,
+                    tag,
+                    index_digest: &index_blob.descriptor.digest,
+                    epoch: self.ctx.epoch,
+                    repository: None,
+                    tool: TOOL,
+                    namespace: &self.ctx.namespace,
+                    images: docs
+                        .iter()
+                        .zip(&summaries)
+                        .map(|((platform, spdx, cdx), p)| IndexEntry {
+                            platform,
+                            manifest_digest: &p.manifest,
+                            document: if kind == SbomKind::Spdx { spdx } else { cdx },
+                        })
+                        .collect(),
+                };
+                let result = if kind == SbomKind::Spdx {
+                    sbom::spdx_index(&input)
+                } else {
+                    sbom::cyclonedx_index(&input)
+                };
+                result.map_err(|e| Error::Output(format!("SBOM of {repo}:{tag}: {e}")))
+            })
+            .collect::<Result<_>>()?;
+        let subject = descriptor_only(&index_blob.descriptor);
+        for doc in &index_docs {
+            self.attach(doc, &subject, format!("{tag}.{}", extension(doc)))?;
+        }
+        let summary = TagSummary {
+            repository: repo,
+            tag: tag.to_owned(),
+            index: index_blob.descriptor.digest.clone(),
+            spdx: index_docs[0].digest(),
+            cyclonedx: index_docs[1].digest(),
+            platform: summaries,
+        };
+        Ok((summary, manifests))
+    }
+
+    fn add_platform(
+        &mut self,
+        tag: &str,
+        p: PlatformImage<'_>,
+    ) -> Result<(Descriptor, PlatformSummary, (String, SbomDocument, SbomDocument))> {
+        let arch = p.arch;
+        let platform = Platform::from_debian_arch(arch)
+            .ok_or_else(|| Error::Usage(format!("architecture {arch} has no OCI platform")))?;
+        let config_blob = Blob::json(oci::MEDIA_TYPE_IMAGE_CONFIG, &p.config).map_err(oci_err)?;
+        self.pending.add(
+            config_blob.descriptor.digest.clone(),
+            Content::Owned(config_blob.bytes.clone()),
+        );
+        let mut layer_descs = Vec::new();
+        for l in &p.chain {
+            self.pending
+                .add(l.layer.digest.clone(), Content::Layer(l.layer.clone()));
+            layer_descs.push(Descriptor {
+                media_type: oci::MEDIA_TYPE_LAYER_GZIP.into(),
+                digest: l.layer.digest.clone(),
+                size: l.layer.size,
+                ..Descriptor::empty()
+            });
+        }
+        let mut manifest = Manifest::image(config_blob.descriptor.clone(), layer_descs);
+        if let Some((base_repo, base_tag, d, _)) = &p.base {
+            manifest.annotations.insert(
+                oci::ANNOTATION_BASE_NAME.into(),
+                format!("{base_repo}:{base_tag}"),
+            );
+            manifest
+                .annotations
+                .insert(oci::ANNOTATION_BASE_DIGEST.into(), d.digest.clone());
+        }
+        if let Some(url) = self.ctx.source_url {
+            manifest
+                .annotations
+                .insert(oci::ANNOTATION_SOURCE.into(), url.to_owned());
+        }
+        let manifest_blob =
+            Blob::json(oci::MEDIA_TYPE_IMAGE_MANIFEST, &manifest).map_err(oci_err)?;
+        self.pending.add(
+            manifest_blob.descriptor.digest.clone(),
+            Content::Owned(manifest_blob.bytes.clone()),
+        );
+        let platform_name = platform_string(&platform);
+        let desc = manifest_blob.descriptor.clone().with_platform(platform);
+        let input = ImageSbomInput {
+            name: &self.repo,
+            tag,
+            platform: &platform_name,
+            manifest_digest: &desc.digest,
+            epoch: self.ctx.epoch,
+            os: self.ctx.os.clone(),
+            distro: &self.ctx.distro,
+            repository: None,
+            base: p.base.as_ref().map(|(repo, tag, d, layers)| sbom::BaseRef {
+                name: repo.clone(),
+                tag: tag.clone(),
+                manifest_digest: d.digest.clone(),
+                layers: *layers,
+            }),
+            layers: p
+                .chain
+                .iter()
+                .map(|l| LayerSbom {
+                    digest: l.layer.digest.clone(),
+                    diff_id: l.layer.diff_id.clone(),
+                    packages: l.contents.packages.clone(),
+                    files: l.contents.generated.clone(),
+                    components: l.contents.components.clone(),
+                })
+                .collect(),
+            tool: TOOL,
+            namespace: &self.ctx.namespace,
+        };
+        let sbom_err =
+            |e: sbom::SbomError| Error::Output(format!("SBOM of {}:{tag}-{arch}: {e}", self.repo));
+        let spdx_doc = sbom::spdx(&input).map_err(sbom_err)?;
+        let cdx_doc = sbom::cyclonedx(&input).map_err(sbom_err)?;
+        let subject = descriptor_only(&manifest_blob.descriptor);
+        for doc in [&spdx_doc, &cdx_doc] {
+            self.attach(doc, &subject, format!("{tag}-{arch}.{}", extension(doc)))?;
+        }
+        // A per-architecture tag, for tools that cannot pick a platform
+        // from an index (umoci).
+        self.top.push(
+            desc.clone()
+                .with_annotation(oci::ANNOTATION_REF_NAME, format!("{tag}-{arch}")),
+        );
+        let summary = PlatformSummary {
+            architecture: arch.to_owned(),
+            manifest: desc.digest.clone(),
+            spdx: spdx_doc.digest(),
+            cyclonedx: cdx_doc.digest(),
+            layers: p.chain.iter().map(|l| l.layer.digest.clone()).collect(),
+            size: p.chain.iter().map(|l| l.layer.size).sum(),
+        };
+        Ok((desc, summary, (platform_name, spdx_doc, cdx_doc)))
+    }
+
+    /// Stores an SBOM in the layout as an OCI 1.1 referrer of `subject`,
+    /// and beside it as `sbom/<repository>/<file>`.
+    fn attach(&mut self, doc: &SbomDocument, subject: &Descriptor, file: String) -> Result<()> {
+        let media_type = doc.kind.media_type();
+        let layer = oci::descriptor_for(media_type, &doc.json);
+        self.pending
+            .add(layer.digest.clone(), Content::Owned(doc.json.clone()));
+        self.pending.add(
+            oci::EMPTY_DIGEST.to_owned(),
+            Content::Owned(oci::EMPTY_BLOB.to_vec()),
+        );
+        let manifest = Manifest::artifact(media_type, vec![layer], subject.clone());
+        let blob = Blob::json(oci::MEDIA_TYPE_IMAGE_MANIFEST, &manifest).map_err(oci_err)?;
+        self.pending
+            .add(blob.descriptor.digest.clone(), Content::Owned(blob.bytes));
+        self.top
+            .push(blob.descriptor.with_artifact_type(media_type));
+        self.pending
+            .beside(self.ctx.sbom_dir.join(&self.repo).join(file), &doc.json);
+        Ok(())
+    }
+
+    /// Writes the layout: tags by name, then the untagged SBOM referrers
+    /// by digest.
+    fn write(mut self, out_dir: &Path) -> Result<()> {
+        self.top.sort_by(|a, b| {
+            let key = |d: &Descriptor| {
+                (
+                    !d.annotations.contains_key(oci::ANNOTATION_REF_NAME),
+                    d.annotations.get(oci::ANNOTATION_REF_NAME).cloned(),
+                    d.digest.clone(),
+                )
+            };
+            key(a).cmp(&key(b))
+        });
+        self.pending
+            .write(&out_dir.join(&self.repo), &Index::new(self.top))
+    }
+}
+
+/// Writes one layout per golden image repository (`<image>-<distribution>`)
+/// of one distribution, and records each per-arch manifest in `manifests`.
+#[allow(clippy::too_many_arguments)]
 fn write_layouts(
     project: &Project,
     dist: &str,
@@ -812,30 +1113,12 @@ fn write_layouts(
     images: &[String],
     per_arch: &BTreeMap<String, ArchLayers>,
     options: &BuildOptions,
+    manifests: &mut Manifests,
     progress: &dyn Progress,
 ) -> Result<Vec<TagSummary>> {
     let defs = &project.definitions;
-    let created = oci::rfc3339(epoch).map_err(oci_err)?;
-    // (image, tag, arch) → manifest descriptor, for base annotations.
-    let mut manifests: BTreeMap<(String, &str, String), Descriptor> = BTreeMap::new();
+    let ctx = LayoutContext::new(project, dist, epoch, &options.out_dir)?;
     let mut summaries = Vec::new();
-    let distribution = defs
-        .distribution(dist)
-        .ok_or_else(|| Error::Usage(format!("unknown distribution {dist}")))?;
-    let os = OsInfo {
-        id: "debian".into(),
-        version_id: distribution.version.clone(),
-        version_codename: distribution.codename.clone(),
-        pretty_name: defs.settings.os_release.pretty_name.clone(),
-        name: "Debian GNU/Linux".into(),
-    };
-    let distro = format!("debian-{}", distribution.version);
-    let namespace = defs.settings.sbom_namespace();
-    let tool = sbom::Tool {
-        name: "plinth",
-        version: env!("CARGO_PKG_VERSION"),
-    };
-    let sbom_dir = options.out_dir.join("sbom");
     progress.begin(&format!("{dist}: layouts"), images.len() as u64);
     for name in images {
         let repo = format!("{name}-{dist}");
@@ -843,215 +1126,51 @@ fn write_layouts(
             .image(name, dist)
             .ok_or_else(|| Error::Usage(format!("unknown image {name}")))?;
         let stack = defs.stack(name);
-        let mut writer = PendingLayout::default();
-        let mut top = Vec::new();
+        let mut layout = LayoutBuilder::new(repo.clone(), &ctx);
         for variant in VARIANTS {
-            let mut platform_manifests = Vec::new();
             let mut platforms = Vec::new();
-            let mut docs: Vec<(String, SbomDocument, SbomDocument)> = Vec::new();
             for (arch, layers) in per_arch {
-                let mut chain: Vec<&BuiltLayer> = stack
-                    .iter()
-                    .filter_map(|s| layers.get(s).map(|l| &l.0))
-                    .collect();
-                if variant.debug
-                    && let Some(l) = layers.get(name)
-                {
-                    chain.push(&l.1);
-                }
+                let chain = chain(&stack, layers, variant.debug.then_some(name.as_str()));
                 let platform = Platform::from_debian_arch(arch).ok_or_else(|| {
                     Error::Usage(format!("architecture {arch} has no OCI platform"))
                 })?;
-                let config = image_config(&created, arch, &platform, variant, &chain);
-                let config_blob =
-                    Blob::json(oci::MEDIA_TYPE_IMAGE_CONFIG, &config).map_err(oci_err)?;
-                writer.add(
-                    config_blob.descriptor.digest.clone(),
-                    Content::Owned(config_blob.bytes.clone()),
-                );
-                let mut layer_descs = Vec::new();
-                for l in &chain {
-                    writer.add(l.layer.digest.clone(), Content::Layer(l.layer.clone()));
-                    layer_descs.push(Descriptor {
-                        media_type: oci::MEDIA_TYPE_LAYER_GZIP.into(),
-                        digest: l.layer.digest.clone(),
-                        size: l.layer.size,
-                        ..Descriptor::empty()
-                    });
-                }
-                let mut manifest = Manifest::image(config_blob.descriptor.clone(), layer_descs);
-                if let Some(base) = &image.base
-                    && let Some(d) = manifests.get(&(base.clone(), variant.tag, arch.clone()))
-                {
-                    manifest.annotations.insert(
-                        oci::ANNOTATION_BASE_NAME.into(),
-                        format!("{base}-{dist}:{}", variant.tag),
-                    );
-                    manifest
-                        .annotations
-                        .insert(oci::ANNOTATION_BASE_DIGEST.into(), d.digest.clone());
-                }
-                if let Some(url) = &defs.settings.source_url {
-                    manifest
-                        .annotations
-                        .insert(oci::ANNOTATION_SOURCE.into(), url.clone());
-                }
-                let manifest_blob =
-                    Blob::json(oci::MEDIA_TYPE_IMAGE_MANIFEST, &manifest).map_err(oci_err)?;
-                writer.add(
-                    manifest_blob.descriptor.digest.clone(),
-                    Content::Owned(manifest_blob.bytes.clone()),
-                );
-                let platform_name = platform_string(&platform);
-                let desc = manifest_blob.descriptor.clone().with_platform(platform);
-                let base_ref = image.base.as_ref().and_then(|b| {
-                    let d = manifests.get(&(b.clone(), variant.tag, arch.clone()))?;
-                    Some(sbom::BaseRef {
-                        name: format!("{b}-{dist}"),
-                        tag: variant.tag.to_owned(),
-                        manifest_digest: d.digest.clone(),
-                        layers: defs.stack(b).len(),
-                    })
+                let base = image.base.as_ref().and_then(|b| {
+                    let base_repo = format!("{b}-{dist}");
+                    let key = (base_repo.clone(), variant.tag.to_owned(), arch.clone());
+                    let d = manifests.get(&key)?;
+                    Some((base_repo, variant.tag.to_owned(), d.clone(), defs.stack(b).len()))
                 });
-                let input = ImageSbomInput {
-                    name: &repo,
-                    tag: variant.tag,
-                    platform: &platform_name,
-                    manifest_digest: &desc.digest,
-                    epoch,
-                    os: os.clone(),
-                    distro: &distro,
-                    repository: None,
-                    base: base_ref,
-                    layers: chain
-                        .iter()
-                        .map(|l| LayerSbom {
-                            digest: l.layer.digest.clone(),
-                            diff_id: l.layer.diff_id.clone(),
-                            packages: l.contents.packages.clone(),
-                            files: l.contents.generated.clone(),
-                            components: Vec::new(),
-                        })
-                        .collect(),
-                    tool,
-                    namespace: &namespace,
-                };
-                let sbom_err = |e: sbom::SbomError| {
-                    Error::Output(format!("SBOM of {repo}:{}-{arch}: {e}", variant.tag))
-                };
-                let spdx_doc = sbom::spdx(&input).map_err(sbom_err)?;
-                let cdx_doc = sbom::cyclonedx(&input).map_err(sbom_err)?;
-                let subject = descriptor_only(&manifest_blob.descriptor);
-                for doc in [&spdx_doc, &cdx_doc] {
-                    top.push(attach(&mut writer, doc, &subject)?);
-                    writer.beside(
-                        sbom_dir.join(&repo).join(format!(
-                            "{}-{arch}.{}",
-                            variant.tag,
-                            extension(doc)
-                        )),
-                        &doc.json,
-                    );
-                }
-                manifests.insert((name.clone(), variant.tag, arch.clone()), desc.clone());
-                // A per-architecture tag, for tools that cannot pick a
-                // platform from an index (umoci).
-                top.push(
-                    desc.clone().with_annotation(
-                        oci::ANNOTATION_REF_NAME,
-                        format!("{}-{arch}", variant.tag),
-                    ),
-                );
-                platforms.push(PlatformSummary {
-                    architecture: arch.clone(),
-                    manifest: desc.digest.clone(),
-                    spdx: spdx_doc.digest(),
-                    cyclonedx: cdx_doc.digest(),
-                    layers: chain.iter().map(|l| l.layer.digest.clone()).collect(),
-                    size: chain.iter().map(|l| l.layer.size).sum(),
+                platforms.push(PlatformImage {
+                    arch,
+                    config: image_config(&ctx.created, arch, &platform, variant, &chain),
+                    chain,
+                    base,
                 });
-                docs.push((platform_name, spdx_doc, cdx_doc));
-                platform_manifests.push(desc);
             }
-            let index = Index::new(platform_manifests);
-            let index_blob = Blob::json(oci::MEDIA_TYPE_IMAGE_INDEX, &index).map_err(oci_err)?;
-            writer.add(
-                index_blob.descriptor.digest.clone(),
-                Content::Owned(index_blob.bytes.clone()),
-            );
-            top.push(
-                index_blob
-                    .descriptor
-                    .clone()
-                    .with_annotation(oci::ANNOTATION_REF_NAME, variant.tag),
-            );
-            let index_docs: Vec<SbomDocument> = [SbomKind::Spdx, SbomKind::CycloneDx]
-                .into_iter()
-                .map(|kind| {
-                    let input = IndexSbomInput {
-                        name: &repo,
-                        tag: variant.tag,
-                        index_digest: &index_blob.descriptor.digest,
-                        epoch,
-                        repository: None,
-                        tool,
-                        namespace: &namespace,
-                        images: docs
-                            .iter()
-                            .zip(&platforms)
-                            .map(|((platform, spdx, cdx), p)| IndexEntry {
-                                platform,
-                                manifest_digest: &p.manifest,
-                                document: if kind == SbomKind::Spdx { spdx } else { cdx },
-                            })
-                            .collect(),
-                    };
-                    let result = if kind == SbomKind::Spdx {
-                        sbom::spdx_index(&input)
-                    } else {
-                        sbom::cyclonedx_index(&input)
-                    };
-                    result
-                        .map_err(|e| Error::Output(format!("SBOM of {repo}:{}: {e}", variant.tag)))
-                })
-                .collect::<Result<_>>()?;
-            let subject = descriptor_only(&index_blob.descriptor);
-            for doc in &index_docs {
-                top.push(attach(&mut writer, doc, &subject)?);
-                writer.beside(
-                    sbom_dir
-                        .join(&repo)
-                        .join(format!("{}.{}", variant.tag, extension(doc))),
-                    &doc.json,
-                );
+            let (summary, platform_manifests) = layout.add_tag(variant.tag, platforms)?;
+            for (arch, desc) in platform_manifests {
+                manifests.insert((repo.clone(), variant.tag.to_owned(), arch), desc);
             }
-            summaries.push(TagSummary {
-                repository: repo.clone(),
-                tag: variant.tag.to_owned(),
-                index: index_blob.descriptor.digest.clone(),
-                spdx: index_docs[0].digest(),
-                cyclonedx: index_docs[1].digest(),
-                platform: platforms,
-            });
+            summaries.push(summary);
         }
-        // Tags by name, then the untagged SBOM referrers by digest.
-        top.sort_by(|a, b| {
-            (
-                !a.annotations.contains_key(oci::ANNOTATION_REF_NAME),
-                a.annotations.get(oci::ANNOTATION_REF_NAME),
-                &a.digest,
-            )
-                .cmp(&(
-                    !b.annotations.contains_key(oci::ANNOTATION_REF_NAME),
-                    b.annotations.get(oci::ANNOTATION_REF_NAME),
-                    &b.digest,
-                ))
-        });
-        writer.write(&options.out_dir.join(&repo), &Index::new(top))?;
+        layout.write(&options.out_dir)?;
         progress.step(&repo);
     }
     progress.end();
     Ok(summaries)
+}
+
+/// The layers of `stack` (bottom to top) for one architecture, with the
+/// debug layer of `debug_of` on top when given.
+fn chain<'l>(stack: &[String], layers: &'l ArchLayers, debug_of: Option<&str>) -> Vec<&'l BuiltLayer> {
+    let mut chain: Vec<&BuiltLayer> = stack
+        .iter()
+        .filter_map(|s| layers.get(s).map(|l| &l.0))
+        .collect();
+    if let Some(l) = debug_of.and_then(|name| layers.get(name)) {
+        chain.push(&l.1);
+    }
+    chain
 }
 
 /// A descriptor with only media type, digest and size, as a `subject`.
@@ -1064,25 +1183,6 @@ fn descriptor_only(d: &Descriptor) -> Descriptor {
         annotations: BTreeMap::new(),
         artifact_type: None,
     }
-}
-
-/// Stores an SBOM in the layout as an OCI 1.1 referrer of `subject`.
-fn attach(
-    writer: &mut PendingLayout,
-    doc: &SbomDocument,
-    subject: &Descriptor,
-) -> Result<Descriptor> {
-    let media_type = doc.kind.media_type();
-    let layer = oci::descriptor_for(media_type, &doc.json);
-    writer.add(layer.digest.clone(), Content::Owned(doc.json.clone()));
-    writer.add(
-        oci::EMPTY_DIGEST.to_owned(),
-        Content::Owned(oci::EMPTY_BLOB.to_vec()),
-    );
-    let manifest = Manifest::artifact(media_type, vec![layer], subject.clone());
-    let blob = Blob::json(oci::MEDIA_TYPE_IMAGE_MANIFEST, &manifest).map_err(oci_err)?;
-    writer.add(blob.descriptor.digest.clone(), Content::Owned(blob.bytes));
-    Ok(blob.descriptor.with_artifact_type(media_type))
 }
 
 fn extension(doc: &SbomDocument) -> &'static str {

@@ -7,14 +7,17 @@
 //! ([`layer`]) → images ([`oci`]) → SBOMs and digests. See
 //! `ARCHITECTURE.md` for the code map and the invariants.
 
+pub mod app;
 pub mod archive;
 pub mod build;
 pub mod cache;
+pub mod compile;
 pub mod control;
 pub mod copyright;
 pub mod deb;
 pub mod definitions;
 pub mod digests;
+pub mod elf;
 pub mod entry;
 pub mod fetch;
 mod fsutil;

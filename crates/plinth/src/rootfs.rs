@@ -206,7 +206,7 @@ fn same_contents(a: &Entry, b: &Entry) -> bool {
 
 /// Splits `path` relative to `base` into components, resolving `.` and
 /// `..` (never above the root, as the kernel does).
-fn normalise(base: &[String], path: &str) -> Vec<String> {
+pub(crate) fn normalise(base: &[String], path: &str) -> Vec<String> {
     let mut parts: Vec<String> = base.to_vec();
     for comp in path.split('/') {
         match comp {

@@ -62,7 +62,7 @@ pub struct ImageSbomInput<'a> {
     /// The purl `distro` qualifier: `debian-13`.
     pub distro: &'a str,
     /// Registry repository the image is pushed to, without the name
-    /// (`ghcr.io/example`): the purl's `repository_url`. `None` when not
+    /// (`registry.example.org/example`): the purl's `repository_url`. `None` when not
     /// configured.
     pub repository: Option<&'a str>,
     /// The image this one is built on, if any.
@@ -199,7 +199,7 @@ pub struct Component {
     pub license: License,
     /// sha256 of the artefact (a crate's `.crate`), hex.
     pub sha256: Option<String>,
-    /// Who supplies it (`crates.io`), free text.
+    /// Who supplies it (the registry a crate came from), free text.
     pub supplier: Option<String>,
 }
 
@@ -1996,11 +1996,11 @@ mod tests {
                 "cc-debian13",
                 &d,
                 Some("arm64"),
-                Some("ghcr.io/org/"),
+                Some("registry.example.org/org/"),
                 "nonroot"
             ),
             format!(
-                "pkg:oci/cc-debian13@{d}?arch=arm64&repository_url=ghcr.io/org/cc-debian13&tag=nonroot"
+                "pkg:oci/cc-debian13@{d}?arch=arm64&repository_url=registry.example.org/org/cc-debian13&tag=nonroot"
             )
         );
     }
@@ -2238,7 +2238,7 @@ mod tests {
                         purl: "pkg:cargo/serde@1.0.219".into(),
                         license: License::from_declared("MIT OR Apache-2.0"),
                         sha256: Some(fake_sha256("serde")),
-                        supplier: Some("crates.io".into()),
+                        supplier: Some("the organisation".into()),
                     },
                     Component {
                         kind: ComponentKind::Library,
@@ -2283,7 +2283,7 @@ mod tests {
                 name: "Debian GNU/Linux".into(),
             },
             distro: "debian-12",
-            repository: Some("ghcr.io/example"),
+            repository: Some("registry.example.org/example"),
             base: Some(BaseRef {
                 name: "base-debian12".into(),
                 tag: "nonroot".into(),
