@@ -120,7 +120,7 @@ fn run(cli: Cli) -> Result<()> {
             let project = Project::open(&root)?;
             let cache = Cache::from_env()?;
             let record = out.is_none();
-            let mut options = build_options(&root, names, out, cli.offline)?;
+            let mut options = build_options(&root, &project, names, out, cli.offline)?;
             if no_layer_cache {
                 options.layer_cache = None;
             }
@@ -143,12 +143,15 @@ fn run(cli: Cli) -> Result<()> {
             let project = Project::open(&root)?;
             let cache = Cache::from_env()?;
             let scratch = tempfile::tempdir().context("creating a scratch directory")?;
-            let options = build_options(
+            let mut options = build_options(
                 &root,
+                &project,
                 Vec::new(),
-                Some(scratch.path().to_owned()),
+                Some(scratch.path().join("images")),
                 cli.offline,
             )?;
+            // Application binaries are compiled afresh too.
+            options.app_target_dir = scratch.path().join("apps");
             let reference = against.unwrap_or_else(|| plinth::build::default_out_dir(&root));
             let report = plinth::verify::verify(
                 &project,
@@ -178,10 +181,14 @@ fn run(cli: Cli) -> Result<()> {
 
 fn build_options(
     root: &std::path::Path,
+    project: &Project,
     images: Vec<String>,
     out: Option<PathBuf>,
     offline: bool,
 ) -> Result<plinth::build::BuildOptions> {
+    // The cargo that runs this xtask builds the applications too.
+    let cargo = std::env::var_os("CARGO").map_or_else(|| PathBuf::from("cargo"), PathBuf::from);
+    let apps = plinth::app::discover(root, &cargo, &project.definitions)?;
     let source_date_epoch = match std::env::var("SOURCE_DATE_EPOCH") {
         Ok(v) if !v.is_empty() => Some(
             v.parse()
@@ -197,6 +204,9 @@ fn build_options(
         source_date_epoch,
         fetch: Default::default(),
         apt_dir: PathBuf::from("/etc/apt"),
+        apps,
+        app_target_dir: root.join("target/plinth-apps"),
+        cargo,
     })
 }
 

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use rayon::prelude::*;
 use sha2::{Digest, Sha256};
 
+use crate::app::AppImage;
 use crate::cache::Cache;
 use crate::deb::{Deb, read_deb};
 use crate::definitions::{Image, hex};
@@ -31,6 +32,9 @@ use crate::sbom::{
     PackageSbom, SbomDocument, SbomKind,
 };
 use crate::system;
+
+mod apps;
+pub use apps::APP_TAG;
 
 /// Bumped whenever a code change alters layer bytes for the same inputs,
 /// so that reused layers from an older plinth are never taken as current.
@@ -80,6 +84,13 @@ pub struct BuildOptions {
     pub source_date_epoch: Option<u64>,
     pub fetch: FetchOptions,
     pub apt_dir: PathBuf,
+    /// Application images to build on the golden ones (see
+    /// [`crate::app::discover`]).
+    pub apps: Vec<AppImage>,
+    /// Where their binaries are compiled (`target/plinth-apps`).
+    pub app_target_dir: PathBuf,
+    /// The `cargo` that compiles them.
+    pub cargo: PathBuf,
 }
 
 /// One built tag of one image repository: every digest it is known by.
@@ -145,7 +156,19 @@ pub fn build(
 ) -> Result<Vec<TagSummary>> {
     crate::lock::check(project)?;
     let defs = &project.definitions;
-    let wanted = selected_images(project, &options.images)?;
+    let (wanted, apps) = selected_images(project, &options.apps, &options.images)?;
+    let epochs = defs
+        .distributions()
+        .map(|(dist, _)| {
+            let epoch = match options.source_date_epoch {
+                Some(e) => e,
+                None => Lockfile::read(&project.lockfile_path(dist))?.epoch,
+            };
+            Ok((dist.to_owned(), epoch))
+        })
+        .collect::<Result<BTreeMap<_, _>>>()?;
+    // Compiler errors come first: they are the likeliest failure.
+    let compiled = apps::compile_all(project, &apps, &epochs, options, progress)?;
     let mirrors = Mirrors::resolve(&defs.settings, &options.apt_dir)?;
     let fetcher = Fetcher::new(options.fetch.clone());
     let mut summaries = Vec::new();
@@ -155,7 +178,7 @@ pub fn build(
     let mut built = Vec::new();
     for (dist, _) in defs.distributions() {
         let lock = Lockfile::read(&project.lockfile_path(dist))?;
-        let epoch = options.source_date_epoch.unwrap_or(lock.epoch);
+        let epoch = epochs[dist];
         let mut per_arch = BTreeMap::new();
         let mut missing = Vec::new();
         for arch in &defs.settings.architectures {
@@ -190,6 +213,14 @@ pub fn build(
         }
         built.push((dist, epoch, per_arch));
     }
+    let bases: apps::Bases = built.iter().map(|(d, _, p)| (*d, p)).collect();
+    let app_layers = compiled
+        .iter()
+        .map(|c| {
+            let epoch = epochs[&c.app.distribution];
+            Ok((c.app, apps::layers(project, c, &bases, epoch)?))
+        })
+        .collect::<Result<Vec<_>>>()?;
     // Stale sums must not outlive a write that fails half way; they are
     // written anew once every layout is in place.
     let sums = options.out_dir.join("SHA256SUMS");
@@ -202,18 +233,27 @@ pub fn build(
         });
     }
     let mut manifests = Manifests::new();
-    for (dist, epoch, per_arch) in built {
+    for (dist, epoch, per_arch) in &built {
         summaries.extend(write_layouts(
             project,
             dist,
-            epoch,
+            *epoch,
             &wanted,
-            &per_arch,
+            per_arch,
             options,
             &mut manifests,
             progress,
         )?);
     }
+    summaries.extend(apps::write_layouts(
+        project,
+        &app_layers,
+        &bases,
+        &epochs,
+        &manifests,
+        options,
+        progress,
+    )?);
     write_checksums(&options.out_dir)?;
     Ok(summaries)
 }
@@ -257,23 +297,40 @@ fn write_checksums(out_dir: &Path) -> Result<()> {
     write_beside(&out_dir.join("SHA256SUMS"), lines.concat().as_bytes())
 }
 
-/// The requested images and everything they stand on, in stacking order.
-fn selected_images(project: &Project, names: &[String]) -> Result<Vec<String>> {
+/// The requested golden images and everything they stand on, in
+/// stacking order, and the requested application images (with their
+/// bases among the golden ones).
+fn selected_images<'a>(
+    project: &Project,
+    apps: &'a [AppImage],
+    names: &[String],
+) -> Result<(Vec<String>, Vec<&'a AppImage>)> {
     let all = project.definitions.image_names();
     if names.is_empty() {
-        return Ok(all);
+        return Ok((all, apps.iter().collect()));
     }
     let mut keep = BTreeSet::new();
+    let mut chosen = Vec::new();
     for n in names {
-        if !all.contains(n) {
+        if let Some(app) = apps.iter().find(|a| &a.name == n) {
+            keep.extend(project.definitions.stack(&app.base));
+            chosen.push(app);
+        } else if all.contains(n) {
+            keep.extend(project.definitions.stack(n));
+        } else {
+            let app_names: Vec<&str> = apps.iter().map(|a| a.name.as_str()).collect();
             return Err(Error::Usage(format!(
-                "unknown image {n:?}; images/ defines {}",
-                all.join(", ")
+                "unknown image {n:?}; images/ defines {}{}",
+                all.join(", "),
+                if app_names.is_empty() {
+                    String::new()
+                } else {
+                    format!(" and the workspace declares {}", app_names.join(", "))
+                }
             )));
         }
-        keep.extend(project.definitions.stack(n));
     }
-    Ok(all.into_iter().filter(|n| keep.contains(n)).collect())
+    Ok((all.into_iter().filter(|n| keep.contains(n)).collect(), chosen))
 }
 
 fn needed_packages<'l>(lock: &'l Lockfile, images: &[String]) -> Vec<&'l LockedPackage> {

@@ -57,7 +57,7 @@ fn needed_by_suffix(by: &Option<String>) -> String {
 fn package_suffix(package: &Option<String>) -> String {
     package
         .as_ref()
-        .map(|p| format!(", from {p}"))
+        .map(|p| format!(" (from {p})"))
         .unwrap_or_default()
 }
 
@@ -77,6 +77,11 @@ impl ImageTree {
             tree.extend(layer);
         }
         tree
+    }
+
+    /// Every entry by canonical path.
+    pub fn view(&self) -> &BTreeMap<String, Entry> {
+        &self.entries
     }
 
     pub fn extend(&mut self, entries: impl IntoIterator<Item = Entry>) {

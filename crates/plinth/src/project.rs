@@ -4,7 +4,10 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::app::AppError;
 use crate::archive::ArchiveError;
+use crate::compile::CompileError;
+use crate::elf::ElfError;
 use crate::cache::CacheError;
 use crate::definitions::{DefinitionError, Definitions};
 use crate::fetch::FetchError;
@@ -30,6 +33,20 @@ pub enum Error {
     Resolve(#[from] ResolveError),
     #[error(transparent)]
     Lockfile(#[from] LockfileError),
+    #[error(transparent)]
+    App(#[from] AppError),
+    #[error(transparent)]
+    Compile(#[from] CompileError),
+    /// A binary that would not start on its base.
+    #[error("{image}: {binary} ({arch}) cannot start on {base}: it {problem}; {hint}")]
+    Refused {
+        image: String,
+        binary: String,
+        arch: String,
+        base: String,
+        problem: ElfError,
+        hint: String,
+    },
     #[error("{path}: {source}")]
     Io {
         path: PathBuf,

@@ -279,3 +279,93 @@ fn run_bundle(dir: &Path, timeout: Duration) -> Output {
         stderr,
     }
 }
+
+// ---------------------------------------------------------------------------
+// background containers
+// ---------------------------------------------------------------------------
+
+/// A container running in the background (`runc run --detach`) in its own
+/// namespaces, network included: it has a loopback of its own, reached
+/// with [`Container::exec`]. Dropping it kills and deletes it.
+pub struct Container {
+    id: String,
+    /// The private bundle directory; runc's state lives in `state/`.
+    dir: tempfile::TempDir,
+    pub pid: u32,
+}
+
+impl Container {
+    /// Starts `args` (the full argv) as the image's user in the unpacked
+    /// `bundle`. The process's output goes to a log file: with `--detach`
+    /// runc hands its own stdio to the container, and a pipe would never
+    /// reach end-of-file while the container lives.
+    pub fn start(bundle: &Path, args: &[&str]) -> Result<Container, String> {
+        let dir = tempfile::Builder::new()
+            .prefix("plinth-bg-")
+            .tempdir()
+            .map_err(|e| format!("create bundle dir: {e}"))?;
+        let mut cfg = read_config(bundle)?;
+        patch_config(&mut cfg, &bundle.join("rootfs"), args, &[]);
+        let text = serde_json::to_vec_pretty(&cfg).map_err(|e| e.to_string())?;
+        fs::write(dir.path().join("config.json"), text).map_err(|e| e.to_string())?;
+        let log = fs::File::create(dir.path().join("log")).map_err(|e| e.to_string())?;
+        let id = format!("plinth-bg-{}", std::process::id());
+        let pid_file = dir.path().join("pid");
+        let status = tool_command("runc")
+            .arg("--root")
+            .arg(dir.path().join("state"))
+            .args(["run", "--detach", "--pid-file"])
+            .arg(&pid_file)
+            .arg("--bundle")
+            .arg(dir.path())
+            .arg(&id)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().map_err(|e| e.to_string())?)
+            .stderr(log)
+            .status()
+            .map_err(|e| format!("cannot start runc: {e}"))?;
+        let pid = fs::read_to_string(&pid_file)
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(0);
+        let container = Container { id, dir, pid };
+        if !status.success() {
+            return Err(format!(
+                "runc run --detach failed ({status}): {}",
+                container.log()
+            ));
+        }
+        Ok(container)
+    }
+
+    fn runc(&self, args: &[&str]) -> Command {
+        let mut cmd = tool_command("runc");
+        cmd.arg("--root").arg(self.dir.path().join("state")).args(args);
+        cmd
+    }
+
+    /// Runs `args` inside the container (same namespaces, same user) and
+    /// waits for it.
+    pub fn exec(&self, args: &[&str]) -> Output {
+        let mut cmd = self.runc(&["exec", &self.id]);
+        cmd.args(args).stdin(Stdio::null());
+        cmd.output()
+            .unwrap_or_else(|e| panic!("cannot run runc exec: {e}"))
+    }
+
+    /// What the container wrote to stdout and stderr so far.
+    pub fn log(&self) -> String {
+        fs::read_to_string(self.dir.path().join("log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Container {
+    fn drop(&mut self) {
+        // PID 1 without a SIGTERM handler ignores TERM; -f sends SIGKILL.
+        let _ = self
+            .runc(&["delete", "-f", &self.id])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+}
