@@ -52,7 +52,8 @@ fn built() -> &'static Path {
 }
 
 fn manifest(layout: &Path, tag: &str) -> Manifest {
-    let index: Index = serde_json::from_slice(&fs::read(layout.join("index.json")).unwrap()).unwrap();
+    let index: Index =
+        serde_json::from_slice(&fs::read(layout.join("index.json")).unwrap()).unwrap();
     let desc = index
         .find_ref(tag)
         .unwrap_or_else(|| panic!("{}: no tag {tag}", layout.display()));
@@ -108,7 +109,11 @@ fn example_service_runs_as_nonroot_and_is_its_own_health_check() {
             server.log()
         );
         assert_eq!(String::from_utf8_lossy(&healthy.stdout), "healthy\n");
-        assert!(server.log().contains("listening on 0.0.0.0:8080"), "{}", server.log());
+        assert!(
+            server.log().contains("listening on 0.0.0.0:8080"),
+            "{}",
+            server.log()
+        );
         let status = fs::read_to_string(format!("/proc/{}/status", server.pid)).unwrap();
         let uid = status.lines().find(|l| l.starts_with("Uid:")).unwrap();
         assert_eq!(
@@ -138,7 +143,11 @@ fn images_say_what_they_stand_on_and_hold_only_the_application() {
         let layout = built().join(repo);
         let m = manifest(&layout, "latest-amd64");
         let config: plinth::oci::ImageConfig = plinth::oci::read_json(&layout, &m.config).unwrap();
-        let base = if repo == "hello-server" { "static-debian13" } else { "cc-debian13" };
+        let base = if repo == "hello-server" {
+            "static-debian13"
+        } else {
+            "cc-debian13"
+        };
         let base_manifest = plinth::oci::read_layout(&built().join(base))
             .unwrap()
             .find_ref("nonroot-amd64")
@@ -150,7 +159,10 @@ fn images_say_what_they_stand_on_and_hold_only_the_application() {
             labels["org.opencontainers.image.base.name"],
             format!("{base}:nonroot")
         );
-        assert_eq!(labels["org.opencontainers.image.base.digest"], base_manifest);
+        assert_eq!(
+            labels["org.opencontainers.image.base.digest"],
+            base_manifest
+        );
         assert_eq!(
             m.annotations["org.opencontainers.image.base.digest"],
             base_manifest
@@ -224,10 +236,7 @@ fn sboms_list_the_debian_packages_and_the_crates_inside() {
                 "{repo}: no {wanted} in {purls:?}"
             );
         }
-        let krate = components
-            .iter()
-            .find(|c| c["name"] == "httparse")
-            .unwrap();
+        let krate = components.iter().find(|c| c["name"] == "httparse").unwrap();
         assert_eq!(krate["licenses"][0]["expression"], "MIT OR Apache-2.0");
         // The hash of the .crate, from Cargo.lock.
         let checksum = lock
@@ -318,8 +327,9 @@ fn a_binary_needing_a_library_the_base_lacks_is_refused() {
         "{err:?}"
     );
     assert!(
-        err.to_string()
-            .starts_with("needs libz.so.1, which the image does not have (searched /lib/x86_64-linux-gnu,"),
+        err.to_string().starts_with(
+            "needs libz.so.1, which the image does not have (searched /lib/x86_64-linux-gnu,"
+        ),
         "{err}"
     );
     // A dynamically linked binary on `static`: no loader there.
@@ -354,7 +364,12 @@ fn needs_glibc_2_38() -> Option<Vec<u8>> {
     gcc(
         "stub/libc.so.6",
         "int __libc_start_main(void) { return 0; }\nunsigned long strlcpy(char *d, const char *s, unsigned long n) { (void)d; (void)s; return n; }\n",
-        &["-shared", "-fPIC", "-Wl,-soname,libc.so.6", "-Wl,--version-script=stub.map"],
+        &[
+            "-shared",
+            "-fPIC",
+            "-Wl,-soname,libc.so.6",
+            "-Wl,--version-script=stub.map",
+        ],
     )?;
     gcc(
         "needs-glibc-2.38",
@@ -375,7 +390,10 @@ fn a_binary_needing_a_newer_glibc_is_refused_as_the_loader_would() {
         "needs symbol version GLIBC_2.38 of libc.so.6, which the image's /usr/lib/x86_64-linux-gnu/libc.so.6 (from libc6) does not define (its newest is GLIBC_2.36)"
     );
     let new = image_tree("base-nossl-debian13", "nonroot-amd64");
-    assert_eq!(plinth::elf::check("needs-glibc", &binary, "amd64", &new), Ok(()));
+    assert_eq!(
+        plinth::elf::check("needs-glibc", &binary, "amd64", &new),
+        Ok(())
+    );
 
     // The real loader agrees, both ways.
     if !(support::tools(&["umoci", "runc"]) && support::can_run_containers()) {
@@ -386,7 +404,10 @@ fn a_binary_needing_a_newer_glibc_is_refused_as_the_loader_would() {
         host: &host,
         container: "/probe",
     }];
-    for (repo, ok) in [("base-nossl-debian12", false), ("base-nossl-debian13", true)] {
+    for (repo, ok) in [
+        ("base-nossl-debian12", false),
+        ("base-nossl-debian13", true),
+    ] {
         let bundle = scratch().join(format!("bundle-{repo}"));
         if !bundle.exists() {
             support::unpack(&built().join(repo), "nonroot-amd64", "amd64", &bundle).unwrap();
@@ -403,4 +424,93 @@ fn a_binary_needing_a_newer_glibc_is_refused_as_the_loader_would() {
             );
         }
     }
+}
+
+/// A workspace beside this one with the same images and lockfiles and one
+/// Rust service that declares `base = "base-nossl"`.
+fn fixture_workspace(links_zlib: bool) -> PathBuf {
+    let dir = scratch().join(if links_zlib { "ws-zlib" } else { "ws-plain" });
+    let _ = fs::remove_dir_all(&dir);
+    for sub in ["images", "lockfiles", "keys"] {
+        fs::create_dir_all(dir.join(sub)).unwrap();
+        for entry in fs::read_dir(root().join(sub)).unwrap().flatten() {
+            fs::copy(entry.path(), dir.join(sub).join(entry.file_name())).unwrap();
+        }
+    }
+    fs::create_dir_all(dir.join("svc/src")).unwrap();
+    fs::write(
+        dir.join("Cargo.toml"),
+        "[workspace]\nmembers = [\"svc\"]\nresolver = \"3\"\n",
+    )
+    .unwrap();
+    fs::write(
+        dir.join("svc/Cargo.toml"),
+        "[package]\nname = \"svc\"\nversion = \"0.1.0\"\nedition = \"2024\"\nlicense = \"MIT\"\n\n[package.metadata.plinth]\nbase = \"base-nossl\"\n",
+    )
+    .unwrap();
+    let main = if links_zlib {
+        fs::write(
+            dir.join("svc/build.rs"),
+            "fn main() { println!(\"cargo:rustc-link-lib=z\"); }\n",
+        )
+        .unwrap();
+        "unsafe extern \"C\" { fn zlibVersion() -> *const std::ffi::c_char; }\nfn main() { println!(\"{:?}\", unsafe { zlibVersion() }); }\n"
+    } else {
+        "fn main() { println!(\"hello\"); }\n"
+    };
+    fs::write(dir.join("svc/src/main.rs"), main).unwrap();
+    support::check(
+        Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+            .args(["generate-lockfile", "--offline"])
+            .current_dir(&dir),
+    );
+    dir
+}
+
+/// `cargo xtask images` as a workspace with `root` would run it; the error.
+fn refusal(root: &Path) -> String {
+    let project = plinth::Project::open(root).unwrap();
+    let cache = plinth::cache::Cache::from_env().unwrap();
+    let cargo = std::env::var_os("CARGO").map_or_else(|| PathBuf::from("cargo"), PathBuf::from);
+    let options = plinth::build::BuildOptions {
+        out_dir: root.join("target/images"),
+        layer_cache: Some(self::root().join("target/plinth-layers")),
+        offline: false,
+        images: Vec::new(),
+        source_date_epoch: None,
+        fetch: Default::default(),
+        apt_dir: "/etc/apt".into(),
+        apps: plinth::app::discover(root, &cargo, &project.definitions).unwrap(),
+        app_target_dir: root.join("target/apps"),
+        cargo,
+    };
+    let err = plinth::build::build(&project, &cache, &options, &plinth::Silent).unwrap_err();
+    assert!(
+        !root.join("target/images").exists(),
+        "a refused build wrote images"
+    );
+    err.to_string()
+}
+
+#[test]
+fn the_build_refuses_a_service_its_base_cannot_start_and_names_one_that_can() {
+    // A Rust binary linked dynamically needs libgcc_s, which only cc has.
+    let err = refusal(&fixture_workspace(false));
+    assert!(
+        err.starts_with("svc: svc (amd64) cannot start on base-nossl-debian13:nonroot: it needs libgcc_s.so.1, which the image does not have (searched /lib/x86_64-linux-gnu, /usr/lib/x86_64-linux-gnu, /lib, /usr/lib)"),
+        "{err}"
+    );
+    assert!(err.ends_with("; cc-debian13 provides it"), "{err}");
+    assert!(!err.contains('\n'), "{err}");
+
+    if !support::file_from_package("/usr/lib/x86_64-linux-gnu/libz.so", "zlib1g-dev") {
+        return;
+    }
+    // libz comes with base (libssl needs it), libgcc_s with cc on top.
+    let err = refusal(&fixture_workspace(true));
+    assert!(
+        err.contains("it needs libz.so.1, which the image does not have"),
+        "{err}"
+    );
+    assert!(err.ends_with("; cc-debian13 provides it"), "{err}");
 }

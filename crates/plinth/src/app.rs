@@ -215,8 +215,8 @@ fn package_images(
         Some(v) => serde_json::from_value(v).map_err(|e| bad(format!("image: {e}")))?,
         None => BTreeMap::new(),
     };
-    let defaults: Fields = serde_json::from_value(serde_json::Value::Object(table))
-        .map_err(|e| bad(e.to_string()))?;
+    let defaults: Fields =
+        serde_json::from_value(serde_json::Value::Object(table)).map_err(|e| bad(e.to_string()))?;
     let images = if images.is_empty() {
         BTreeMap::from([(package.name.to_string(), defaults.clone())])
     } else {
@@ -247,7 +247,9 @@ fn app_image(
     {
         return Err("an image name has only lowercase letters, digits, '.', '_' and '-'".into());
     }
-    let base = fields.base.ok_or("names no base (static, base-nossl, base or cc)")?;
+    let base = fields
+        .base
+        .ok_or("names no base (static, base-nossl, base or cc)")?;
     let (base, distribution) = base_and_distribution(&base, definitions)?;
     let variant = fields.variant.unwrap_or_else(|| "nonroot".into());
     if !VARIANTS.iter().any(|v| v.tag == variant) {
@@ -305,7 +307,10 @@ fn app_image(
 }
 
 /// `static` (the newest distribution) or `static-debian12`.
-fn base_and_distribution(base: &str, definitions: &Definitions) -> Result<(String, String), String> {
+fn base_and_distribution(
+    base: &str,
+    definitions: &Definitions,
+) -> Result<(String, String), String> {
     let images = definitions.image_names();
     if images.iter().any(|i| i == base) {
         let newest = definitions
@@ -439,7 +444,9 @@ pub fn crate_tree(
                 },
                 purl: format!("pkg:cargo/{name}@{version}"),
                 license: License::from_declared(p.license.as_deref().unwrap_or("")),
-                sha256: lock_checksums.get(&(name.clone(), version.clone())).cloned(),
+                sha256: lock_checksums
+                    .get(&(name.clone(), version.clone()))
+                    .cloned(),
                 supplier: None,
                 name,
                 version,
@@ -520,7 +527,11 @@ mod tests {
         let ok = app_file(
             &ws,
             &ws,
-            spec("greeting.txt", "/etc/g.txt", Some(Mode::Octal("0600".into()))),
+            spec(
+                "greeting.txt",
+                "/etc/g.txt",
+                Some(Mode::Octal("0600".into())),
+            ),
         )
         .unwrap();
         assert_eq!((ok.path.as_str(), ok.mode), ("etc/g.txt", 0o600));

@@ -330,7 +330,10 @@ fn selected_images<'a>(
             )));
         }
     }
-    Ok((all.into_iter().filter(|n| keep.contains(n)).collect(), chosen))
+    Ok((
+        all.into_iter().filter(|n| keep.contains(n)).collect(),
+        chosen,
+    ))
 }
 
 fn needed_packages<'l>(lock: &'l Lockfile, images: &[String]) -> Vec<&'l LockedPackage> {
@@ -1023,7 +1026,11 @@ impl<'c> LayoutBuilder<'c> {
         &mut self,
         tag: &str,
         p: PlatformImage<'_>,
-    ) -> Result<(Descriptor, PlatformSummary, (String, SbomDocument, SbomDocument))> {
+    ) -> Result<(
+        Descriptor,
+        PlatformSummary,
+        (String, SbomDocument, SbomDocument),
+    )> {
         let arch = p.arch;
         let platform = Platform::from_debian_arch(arch)
             .ok_or_else(|| Error::Usage(format!("architecture {arch} has no OCI platform")))?;
@@ -1195,7 +1202,12 @@ fn write_layouts(
                     let base_repo = format!("{b}-{dist}");
                     let key = (base_repo.clone(), variant.tag.to_owned(), arch.clone());
                     let d = manifests.get(&key)?;
-                    Some((base_repo, variant.tag.to_owned(), d.clone(), defs.stack(b).len()))
+                    Some((
+                        base_repo,
+                        variant.tag.to_owned(),
+                        d.clone(),
+                        defs.stack(b).len(),
+                    ))
                 });
                 platforms.push(PlatformImage {
                     arch,
@@ -1219,7 +1231,11 @@ fn write_layouts(
 
 /// The layers of `stack` (bottom to top) for one architecture, with the
 /// debug layer of `debug_of` on top when given.
-fn chain<'l>(stack: &[String], layers: &'l ArchLayers, debug_of: Option<&str>) -> Vec<&'l BuiltLayer> {
+fn chain<'l>(
+    stack: &[String],
+    layers: &'l ArchLayers,
+    debug_of: Option<&str>,
+) -> Vec<&'l BuiltLayer> {
     let mut chain: Vec<&BuiltLayer> = stack
         .iter()
         .filter_map(|s| layers.get(s).map(|l| &l.0))

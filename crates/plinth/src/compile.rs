@@ -95,7 +95,8 @@ pub fn toolchain(cargo: &Path, arch: &str) -> Result<Toolchain, String> {
             linker: None,
         });
     }
-    let linker = cross_linker(target).ok_or_else(|| format!("no cross linker known for {target}"))?;
+    let linker =
+        cross_linker(target).ok_or_else(|| format!("no cross linker known for {target}"))?;
     if !on_path(linker) {
         return Err(format!("the cross linker {linker} is not on PATH"));
     }

@@ -33,19 +33,26 @@ pub enum ElfError {
         needed_by: Option<String>,
         searched: String,
     },
-    #[error(
-        "needs symbol version {version} of {library}{}, which the image's /{path}{} does not define (its newest is {newest})",
-        needed_by_suffix(.needed_by),
-        package_suffix(.package)
-    )]
-    MissingVersion {
-        version: String,
-        library: String,
-        needed_by: Option<String>,
-        path: String,
-        package: Option<String>,
-        newest: String,
-    },
+    #[error(transparent)]
+    MissingVersion(Box<MissingVersion>),
+}
+
+/// A symbol version a library in the image does not define.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error(
+    "needs symbol version {version} of {library}{}, which the image's /{path}{} does not define (its newest is {newest})",
+    needed_by_suffix(.needed_by),
+    package_suffix(.package)
+)]
+pub struct MissingVersion {
+    pub version: String,
+    pub library: String,
+    pub needed_by: Option<String>,
+    /// Where the library is in the image, root-relative.
+    pub path: String,
+    /// The Debian package that installed it.
+    pub package: Option<String>,
+    pub newest: String,
 }
 
 fn needed_by_suffix(by: &Option<String>) -> String {
@@ -345,14 +352,14 @@ pub fn check(name: &str, binary: &[u8], arch: &str, tree: &ImageTree) -> Result<
             if *weak || defined.is_empty() || defined.contains(version) {
                 continue;
             }
-            return Err(ElfError::MissingVersion {
+            return Err(ElfError::MissingVersion(Box::new(MissingVersion {
                 version: version.clone(),
                 library: library.clone(),
                 needed_by: (object.name != name).then(|| object.name.clone()),
                 path: path.clone(),
                 package: tree.package_of(path),
                 newest: newest_like(defined, version),
-            });
+            })));
         }
     }
     Ok(())

@@ -6,10 +6,10 @@ use std::path::{Path, PathBuf};
 
 use crate::app::AppError;
 use crate::archive::ArchiveError;
-use crate::compile::CompileError;
-use crate::elf::ElfError;
 use crate::cache::CacheError;
+use crate::compile::CompileError;
 use crate::definitions::{DefinitionError, Definitions};
+use crate::elf::ElfError;
 use crate::fetch::FetchError;
 use crate::lockfile::LockfileError;
 use crate::mirrors::MirrorError;
@@ -38,15 +38,8 @@ pub enum Error {
     #[error(transparent)]
     Compile(#[from] CompileError),
     /// A binary that would not start on its base.
-    #[error("{image}: {binary} ({arch}) cannot start on {base}: it {problem}; {hint}")]
-    Refused {
-        image: String,
-        binary: String,
-        arch: String,
-        base: String,
-        problem: ElfError,
-        hint: String,
-    },
+    #[error(transparent)]
+    Refused(Box<Refusal>),
     #[error("{path}: {source}")]
     Io {
         path: PathBuf,
@@ -61,6 +54,20 @@ pub enum Error {
     StaleLock(String),
     #[error("{0}")]
     Usage(String),
+}
+
+/// Why an application binary was refused, and which base would do.
+#[derive(Debug, thiserror::Error)]
+#[error("{image}: {binary} ({arch}) cannot start on {base}: it {problem}; {hint}")]
+pub struct Refusal {
+    pub image: String,
+    pub binary: String,
+    pub arch: String,
+    /// `base-nossl-debian13:nonroot`.
+    pub base: String,
+    pub problem: ElfError,
+    /// Which golden image would start it, if any.
+    pub hint: String,
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -319,6 +319,9 @@ impl Fixture {
             source_date_epoch: None,
             fetch: fetch_options(),
             apt_dir: self.apt_dir.clone(),
+            apps: Vec::new(),
+            app_target_dir: self.tmp.path().join("apps"),
+            cargo: "cargo".into(),
         }
     }
 

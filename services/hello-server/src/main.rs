@@ -97,9 +97,13 @@ fn answer(mut stream: TcpStream, greeting: &str) -> std::io::Result<()> {
         let mut headers = [httparse::EMPTY_HEADER; 32];
         let mut request = httparse::Request::new(&mut headers);
         match request.parse(&head) {
-            Ok(httparse::Status::Complete(_)) => break route(request.method, request.path, greeting),
+            Ok(httparse::Status::Complete(_)) => {
+                break route(request.method, request.path, greeting);
+            }
             Ok(httparse::Status::Partial) if head.len() < MAX_HEAD => continue,
-            Ok(httparse::Status::Partial) => break ("431 Request Header Fields Too Large", "too large\n".into()),
+            Ok(httparse::Status::Partial) => {
+                break ("431 Request Header Fields Too Large", "too large\n".into());
+            }
             Err(_) => break ("400 Bad Request", "bad request\n".into()),
         }
     };
@@ -127,7 +131,8 @@ fn probe(addr: SocketAddr) -> Result<(), String> {
     stream
         .set_read_timeout(Some(timeout))
         .and_then(|()| {
-            stream.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+            stream
+                .write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
         })
         .map_err(|e| format!("health check of {addr}: {e}"))?;
     let mut reply = Vec::new();
@@ -160,7 +165,10 @@ mod tests {
             }
         });
         assert_eq!(probe(addr), Ok(()));
-        let closed = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+        let closed = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
         let err = probe(closed).unwrap_err();
         assert!(err.contains(&closed.to_string()), "{err}");
     }
@@ -170,7 +178,10 @@ mod tests {
         assert_eq!(route(Some("GET"), Some("/healthz"), "g").0, "200 OK");
         assert_eq!(route(Some("GET"), Some("/"), "g"), ("200 OK", "g".into()));
         assert_eq!(route(Some("GET"), Some("/x"), "g").0, "404 Not Found");
-        assert_eq!(route(Some("POST"), Some("/"), "g").0, "405 Method Not Allowed");
+        assert_eq!(
+            route(Some("POST"), Some("/"), "g").0,
+            "405 Method Not Allowed"
+        );
     }
 
     #[test]

@@ -340,7 +340,9 @@ impl Container {
 
     fn runc(&self, args: &[&str]) -> Command {
         let mut cmd = tool_command("runc");
-        cmd.arg("--root").arg(self.dir.path().join("state")).args(args);
+        cmd.arg("--root")
+            .arg(self.dir.path().join("state"))
+            .args(args);
         cmd
     }
 

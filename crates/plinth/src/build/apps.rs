@@ -15,7 +15,7 @@ use crate::elf::{self, ImageTree};
 use crate::entry::Entry;
 use crate::layer::{read_layer, write_layer};
 use crate::oci::{self, Empty, ImageConfig, Platform};
-use crate::project::{Error, Progress, Project, Result};
+use crate::project::{Error, Progress, Project, Refusal, Result};
 use crate::rootfs::{GENERATED, Owners, Rootfs};
 use crate::sbom::{Component, GeneratedFile};
 
@@ -43,6 +43,9 @@ pub(super) fn compile_all<'a>(
     options: &BuildOptions,
     progress: &dyn Progress,
 ) -> Result<Vec<Compiled<'a>>> {
+    if apps.is_empty() {
+        return Ok(Vec::new());
+    }
     let archs = &project.definitions.settings.architectures;
     let mut toolchains = BTreeMap::new();
     for arch in archs {
@@ -50,13 +53,10 @@ pub(super) fn compile_all<'a>(
             Ok(t) => {
                 toolchains.insert(arch.clone(), t);
             }
-            Err(why) if !apps.is_empty() => {
-                tracing::warn!("application images: {arch} skipped: {why}");
-            }
-            Err(_) => {}
+            Err(why) => tracing::warn!("application images: {arch} skipped: {why}"),
         }
     }
-    if toolchains.is_empty() && !apps.is_empty() {
+    if toolchains.is_empty() {
         return Err(Error::Usage(format!(
             "application images: this machine can build for none of {}",
             archs.join(", ")
@@ -94,12 +94,17 @@ pub(super) fn compile_all<'a>(
                 app.binaries.iter().cloned().zip(bytes).collect(),
             );
             if !crates_by_target.contains_key(toolchain.target) {
-                let metadata = app::metadata(&project.root, &options.cargo, Some(toolchain.target))?;
+                let metadata =
+                    app::metadata(&project.root, &options.cargo, Some(toolchain.target))?;
                 crates_by_target.insert(toolchain.target, metadata);
             }
             compiled.crates.insert(
                 arch.clone(),
-                app::crate_tree(&crates_by_target[toolchain.target], &app.package, &checksums),
+                app::crate_tree(
+                    &crates_by_target[toolchain.target],
+                    &app.package,
+                    &checksums,
+                ),
             );
             progress.step(&app.name);
         }
@@ -146,7 +151,12 @@ pub(super) fn layers(
         .iter()
         .find(|(d, _)| *d == app.distribution)
         .map(|(_, p)| *p)
-        .ok_or_else(|| Error::Usage(format!("{}: distribution {} was not built", app.name, app.distribution)))?;
+        .ok_or_else(|| {
+            Error::Usage(format!(
+                "{}: distribution {} was not built",
+                app.name, app.distribution
+            ))
+        })?;
     let debug_of = variant(app).debug.then_some(app.base.as_str());
     let mut out = BTreeMap::new();
     for (arch, binaries) in &compiled.binaries {
@@ -157,14 +167,14 @@ pub(super) fn layers(
         let base_tree = tree(&base_chain)?;
         for (binary, bytes) in binaries {
             if let Err(problem) = elf::check(binary, bytes, arch, &base_tree) {
-                return Err(Error::Refused {
+                return Err(Error::Refused(Box::new(Refusal {
                     image: app.name.clone(),
                     binary: binary.clone(),
                     arch: arch.clone(),
                     base: format!("{}:{}", app.base_repository(), app.variant),
                     hint: hint(project, bases, arch, binary, bytes, debug_of.is_some())?,
                     problem,
-                });
+                })));
             }
         }
         let crates = compiled.crates.get(arch).cloned().unwrap_or_default();
@@ -209,7 +219,10 @@ fn hint(
             }
         }
     }
-    Ok("no golden image built here provides it; add the package that does to an image definition".into())
+    Ok(
+        "no golden image built here provides it; add the package that does to an image definition"
+            .into(),
+    )
 }
 
 /// The layer holding only the binaries and the declared files (and any
@@ -302,7 +315,9 @@ pub(super) fn write_layouts(
             .iter()
             .find(|(d, _)| *d == dist)
             .map(|(_, p)| *p)
-            .ok_or_else(|| Error::Usage(format!("{}: distribution {dist} was not built", app.name)))?;
+            .ok_or_else(|| {
+                Error::Usage(format!("{}: distribution {dist} was not built", app.name))
+            })?;
         let variant = variant(app);
         let base_repo = app.base_repository();
         let mut platforms = Vec::new();
@@ -319,18 +334,25 @@ pub(super) fn write_layouts(
             layer_chain.push(app_layer);
             let key = (base_repo.clone(), variant.tag.to_owned(), arch.clone());
             let base_manifest = manifests.get(&key).cloned().ok_or_else(|| {
-                Error::Output(format!("{}: base {base_repo}:{} ({arch}) was not written", app.name, variant.tag))
+                Error::Output(format!(
+                    "{}: base {base_repo}:{} ({arch}) was not written",
+                    app.name, variant.tag
+                ))
             })?;
-            let platform = Platform::from_debian_arch(arch).ok_or_else(|| {
-                Error::Usage(format!("architecture {arch} has no OCI platform"))
-            })?;
+            let platform = Platform::from_debian_arch(arch)
+                .ok_or_else(|| Error::Usage(format!("architecture {arch} has no OCI platform")))?;
             let mut config = image_config(&ctx.created, arch, &platform, variant, &layer_chain);
             configure(&mut config, app, &base_repo, &base_manifest.digest);
             platforms.push(PlatformImage {
                 arch,
                 chain: layer_chain,
                 config,
-                base: Some((base_repo.clone(), variant.tag.to_owned(), base_manifest, base_layers)),
+                base: Some((
+                    base_repo.clone(),
+                    variant.tag.to_owned(),
+                    base_manifest,
+                    base_layers,
+                )),
             });
         }
         let mut layout = LayoutBuilder::new(app.name.clone(), &ctx);
@@ -351,13 +373,20 @@ fn configure(config: &mut ImageConfig, app: &AppImage, base_repo: &str, base_dig
     c.entrypoint = Some(vec![format!("/{BIN_DIR}/{}", app.binaries[0])]);
     c.cmd = (!app.args.is_empty()).then(|| app.args.clone());
     for (key, value) in &app.env {
-        c.env.retain(|e| e.split_once('=').map(|(k, _)| k) != Some(key));
+        c.env
+            .retain(|e| e.split_once('=').map(|(k, _)| k) != Some(key));
         c.env.push(format!("{key}={value}"));
     }
     c.exposed_ports = app.ports.iter().map(|p| (p.clone(), Empty {})).collect();
     c.labels = BTreeMap::from([
-        ("org.opencontainers.image.title".to_owned(), app.name.clone()),
-        ("org.opencontainers.image.version".to_owned(), app.version.clone()),
+        (
+            "org.opencontainers.image.title".to_owned(),
+            app.name.clone(),
+        ),
+        (
+            "org.opencontainers.image.version".to_owned(),
+            app.version.clone(),
+        ),
     ]);
     c.labels.extend(app.labels.clone());
     c.labels.insert(
