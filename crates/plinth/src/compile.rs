@@ -129,6 +129,8 @@ pub struct Request<'a> {
     pub binaries: &'a [String],
     pub static_link: bool,
     pub epoch: u64,
+    /// Only crates already downloaded (`--offline`).
+    pub offline: bool,
 }
 
 /// Builds `request`'s binaries in release mode and returns their bytes,
@@ -166,7 +168,10 @@ pub fn build_binaries(
         .iter()
         .flat_map(|b| ["--bin".to_owned(), b.clone()])
         .collect();
-    let bin_args = bins.clone();
+    let mut bin_args = bins.clone();
+    if request.offline {
+        bin_args.push("--offline".into());
+    }
     let mut command = cmd!(
         sh,
         "{cargo} build --quiet --release --locked --target {target} --target-dir {dir} --package {package} {bin_args...}"

@@ -388,3 +388,132 @@ fn newest_like(defined: &BTreeSet<String>, wanted: &str) -> String {
         .cloned()
         .unwrap_or_else(|| "none of that name".into())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tree(entries: Vec<Entry>) -> ImageTree {
+        ImageTree::from_layers([entries])
+    }
+
+    #[test]
+    fn paths_resolve_through_symlinks_as_open_does() {
+        let t = tree(vec![
+            Entry::symlink("lib64", "usr/lib64"),
+            Entry::dir("usr", 0o755),
+            Entry::dir("usr/lib64", 0o755),
+            Entry::symlink("usr/lib64/ld.so", "../lib/real/ld.so"),
+            Entry::dir("usr/lib", 0o755),
+            Entry::dir("usr/lib/real", 0o755),
+            Entry::file("usr/lib/real/ld.so", 0o755, b"ld".to_vec()),
+            Entry {
+                kind: EntryKind::Hardlink("usr/lib/real/ld.so".into()),
+                ..Entry::file("usr/lib/real/ld2.so", 0o755, Vec::new())
+            },
+            Entry::symlink("loop", "loop"),
+            Entry::symlink("abs", "/usr/lib/real"),
+        ]);
+        assert_eq!(
+            t.open("/lib64/ld.so"),
+            Some(("usr/lib/real/ld.so".into(), &b"ld"[..]))
+        );
+        assert_eq!(t.open("/abs/ld2.so").map(|(_, b)| b), Some(&b"ld"[..]));
+        assert_eq!(
+            t.open("/usr/lib/real/../real/./ld.so").unwrap().0,
+            "usr/lib/real/ld.so"
+        );
+        assert_eq!(t.open("/loop/x"), None);
+        assert_eq!(t.open("/usr/lib/real/ld.so/x"), None);
+        assert_eq!(t.open("/usr/lib"), None, "a directory is not a file");
+        assert_eq!(t.open("/missing"), None);
+    }
+
+    #[test]
+    fn the_package_of_a_file_comes_from_status_d_through_usr_merge() {
+        let t = tree(vec![
+            Entry::symlink("lib", "usr/lib"),
+            Entry::dir("usr/lib", 0o755),
+            Entry::file("usr/lib/libc.so.6", 0o644, b"x".to_vec()),
+            Entry::file(
+                "var/lib/dpkg/status.d/libc6.md5sums",
+                0o644,
+                b"0123  lib/libc.so.6\n".to_vec(),
+            ),
+        ]);
+        assert_eq!(t.package_of("usr/lib/libc.so.6").as_deref(), Some("libc6"));
+        assert_eq!(t.package_of("usr/lib/other.so"), None);
+    }
+
+    #[test]
+    fn newest_version_is_compared_number_by_number() {
+        let defined: BTreeSet<String> = [
+            "GLIBC_2.2.5",
+            "GLIBC_2.9",
+            "GLIBC_2.36",
+            "GLIBC_PRIVATE",
+            "libc.so.6",
+        ]
+        .map(str::to_owned)
+        .into();
+        assert_eq!(newest_like(&defined, "GLIBC_2.38"), "GLIBC_2.36");
+        assert_eq!(newest_like(&defined, "GCC_3.0"), "none of that name");
+    }
+
+    /// The host's own `true` and its loader and C library: a real binary
+    /// against a real (tiny) image tree.
+    fn host_files() -> Option<(Vec<u8>, Vec<Entry>)> {
+        if std::env::consts::ARCH != "x86_64" {
+            return None;
+        }
+        let read = |p: &str| std::fs::read(p).ok();
+        let binary = read("/usr/bin/true")?;
+        let ld = read("/lib64/ld-linux-x86-64.so.2")?;
+        let libc = read("/lib/x86_64-linux-gnu/libc.so.6")?;
+        Some((
+            binary,
+            vec![
+                Entry::dir("usr", 0o755),
+                Entry::symlink("lib64", "usr/lib64"),
+                Entry::symlink("lib", "usr/lib"),
+                Entry::dir("usr/lib64", 0o755),
+                Entry::file("usr/lib64/ld-linux-x86-64.so.2", 0o755, ld),
+                Entry::dir("usr/lib/x86_64-linux-gnu", 0o755),
+                Entry::file("usr/lib/x86_64-linux-gnu/libc.so.6", 0o644, libc),
+            ],
+        ))
+    }
+
+    #[test]
+    fn a_host_binary_starts_with_its_loader_and_libc_and_not_without() {
+        let Some((binary, entries)) = host_files() else {
+            eprintln!("SKIPPED: needs an x86_64 Debian host");
+            return;
+        };
+        assert_eq!(
+            check("true", &binary, "amd64", &tree(entries.clone())),
+            Ok(())
+        );
+        let no_libc: Vec<Entry> = entries
+            .iter()
+            .filter(|e| !e.path.ends_with("libc.so.6"))
+            .cloned()
+            .collect();
+        assert!(matches!(
+            check("true", &binary, "amd64", &tree(no_libc)),
+            Err(ElfError::MissingLibrary { library, .. }) if library == "libc.so.6"
+        ));
+        assert!(matches!(
+            check("true", &binary, "amd64", &ImageTree::default()),
+            Err(ElfError::MissingInterpreter { .. })
+        ));
+        assert!(matches!(
+            check("true", &binary, "arm64", &tree(entries)),
+            Err(ElfError::WrongMachine { .. })
+        ));
+        assert!(matches!(
+            check("x", b"#!/bin/sh\n", "amd64", &ImageTree::default()),
+            Err(ElfError::NotElf(_))
+        ));
+    }
+}

@@ -82,6 +82,7 @@ pub(super) fn compile_all<'a>(
                 binaries: &app.binaries,
                 static_link: app.static_link(),
                 epoch,
+                offline: options.offline,
             };
             let bytes = compile::build_binaries(
                 &project.root,
