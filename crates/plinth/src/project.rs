@@ -10,6 +10,7 @@ use crate::definitions::{DefinitionError, Definitions};
 use crate::fetch::FetchError;
 use crate::lockfile::LockfileError;
 use crate::mirrors::MirrorError;
+use crate::registry::RegistryError;
 use crate::resolve::ResolveError;
 
 /// Everything that can go wrong in the library. Each variant's message is
@@ -30,6 +31,8 @@ pub enum Error {
     Resolve(#[from] ResolveError),
     #[error(transparent)]
     Lockfile(#[from] LockfileError),
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
     #[error("{path}: {source}")]
     Io {
         path: PathBuf,
@@ -44,6 +47,10 @@ pub enum Error {
     StaleLock(String),
     #[error("{0}")]
     Usage(String),
+    /// What is about to be published is not what `lockfiles/digests.toml`
+    /// records.
+    #[error("{0}")]
+    NotAsRecorded(String),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
