@@ -590,3 +590,75 @@ fn verify_tags(client: &Client, plan: &RepoPlan) -> Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::build::PlatformSummary;
+
+    fn recorded() -> RecordedDigests {
+        let tag = |repository: &str, tag: &str| TagSummary {
+            repository: repository.into(),
+            tag: tag.into(),
+            index: "sha256:i".into(),
+            spdx: "sha256:s".into(),
+            cyclonedx: "sha256:c".into(),
+            platform: vec![PlatformSummary {
+                architecture: "amd64".into(),
+                manifest: "sha256:m".into(),
+                spdx: "sha256:s".into(),
+                cyclonedx: "sha256:c".into(),
+                layers: vec![],
+                size: 0,
+            }],
+        };
+        RecordedDigests {
+            image: vec![
+                tag("base-debian13", "latest"),
+                tag("base-nossl-debian13", "latest"),
+                tag("base-nossl-debian13", "nonroot"),
+                tag("static-debian12", "latest"),
+            ],
+        }
+    }
+
+    fn chosen(images: &[&str], tags: &[&str]) -> Result<Vec<String>> {
+        let strings = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let recorded = recorded();
+        let selected = select(&recorded, &strings(images), &strings(tags))?;
+        Ok(selected
+            .values()
+            .flatten()
+            .map(|t| format!("{}:{}", t.repository, t.tag))
+            .collect())
+    }
+
+    #[test]
+    fn selects_by_image_repository_and_tag() {
+        assert_eq!(chosen(&[], &[]).unwrap().len(), 4);
+        assert_eq!(chosen(&["base"], &[]).unwrap(), ["base-debian13:latest"]);
+        assert_eq!(
+            chosen(&["base-nossl-debian13"], &["nonroot"]).unwrap(),
+            ["base-nossl-debian13:nonroot"]
+        );
+        assert_eq!(
+            chosen(&[], &["latest"]).unwrap(),
+            [
+                "base-debian13:latest",
+                "base-nossl-debian13:latest",
+                "static-debian12:latest"
+            ]
+        );
+        let e = chosen(&["cc"], &[]).unwrap_err().to_string();
+        assert!(
+            e.starts_with("no image \"cc\" in lockfiles/digests.toml (known: base-debian13"),
+            "{e}"
+        );
+        let e = chosen(&[], &["edge"]).unwrap_err().to_string();
+        assert!(e.contains("no tag \"edge\""), "{e}");
+        let e = select(&RecordedDigests::default(), &[], &[])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("run `cargo xtask images`"), "{e}");
+    }
+}

@@ -987,3 +987,308 @@ pub fn manifest_media_type(bytes: &[u8]) -> String {
         _ => MEDIA_TYPE_IMAGE_MANIFEST.to_owned(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{BufRead, BufReader, Write};
+    use std::net::TcpListener;
+    use std::sync::Arc;
+
+    #[test]
+    fn parses_targets_and_rejects_bad_ones_in_one_line() {
+        let t = Target::parse("127.0.0.1:5000/golden/base/", true).unwrap();
+        assert_eq!(t.host, "127.0.0.1:5000");
+        assert_eq!(t.prefix, "golden/base");
+        assert_eq!(t.base_url(), "http://127.0.0.1:5000");
+        assert_eq!(t.repository("cc-debian13"), "golden/base/cc-debian13");
+        assert_eq!(t.to_string(), "127.0.0.1:5000/golden/base");
+        let t = Target::parse("registry.example.org", false).unwrap();
+        assert_eq!(
+            (t.base_url().as_str(), t.prefix.as_str()),
+            ("https://registry.example.org", "")
+        );
+        assert_eq!(t.repository("static-debian12"), "static-debian12");
+
+        for (text, insecure, says) in [
+            ("https://registry.example.org/x", false, "without a scheme"),
+            (
+                "user:hunter2@registry.example.org/x",
+                false,
+                "credentials do not belong",
+            ),
+            ("", false, "not a registry host"),
+            ("registry.example.org:99999/x", false, "not a port"),
+            (
+                "registry.example.org/Golden",
+                false,
+                "not a repository prefix",
+            ),
+            (
+                "registry.example.org/a//b",
+                false,
+                "not a repository prefix",
+            ),
+            ("registry.example.org/x", true, "loopback registries only"),
+        ] {
+            let e = Target::parse(text, insecure).unwrap_err().to_string();
+            assert!(e.contains(says), "{text}: {e}");
+            assert!(!e.contains('\n') && !e.contains("hunter2"), "{e}");
+        }
+    }
+
+    #[test]
+    fn parses_challenges_with_quoted_commas_and_escapes() {
+        let c = Challenge::parse(
+            r#"Bearer realm="https://auth.example.org/token",service="registry.example.org",scope="repository:a/b:pull,push""#,
+        )
+        .unwrap();
+        assert_eq!(c.scheme, "bearer");
+        assert_eq!(c.param("realm"), Some("https://auth.example.org/token"));
+        assert_eq!(c.param("SERVICE"), Some("registry.example.org"));
+        assert_eq!(c.param("scope"), Some("repository:a/b:pull,push"));
+        let c = Challenge::parse(r#"Basic realm="say \"hi\"", charset=UTF-8"#).unwrap();
+        assert_eq!(c.scheme, "basic");
+        assert_eq!(c.param("realm"), Some(r#"say "hi""#));
+        assert_eq!(c.param("charset"), Some("UTF-8"));
+        assert_eq!(Challenge::parse(r#"Bearer realm="unterminated"#), None);
+        assert_eq!(Challenge::parse(""), None);
+    }
+
+    #[test]
+    fn reads_docker_config_auths_in_both_forms_and_env_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.json");
+        let auth = BASE64.encode("alice:s3cret:with-colon");
+        std::fs::write(
+            &path,
+            format!(
+                r#"{{"auths": {{"https://127.0.0.1:5000/v2/": {{"auth": "{auth}"}},
+                   "registry.example.org": {{"username": "bob", "password": "pw"}}}},
+                   "credsStore": "none"}}"#
+            ),
+        )
+        .unwrap();
+        let no_env = |_: &str| None;
+        let c = Credentials::lookup("127.0.0.1:5000", no_env, Some(&path))
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (c.username.as_str(), c.password.as_str()),
+            ("alice", "s3cret:with-colon")
+        );
+        assert_eq!(c.source, path.display().to_string());
+        let c = Credentials::lookup("registry.example.org", no_env, Some(&path))
+            .unwrap()
+            .unwrap();
+        assert_eq!((c.username.as_str(), c.password.as_str()), ("bob", "pw"));
+        assert_eq!(
+            Credentials::lookup("127.0.0.1:5001", no_env, Some(&path)).unwrap(),
+            None
+        );
+        assert_eq!(
+            Credentials::lookup("x", no_env, Some(&dir.path().join("none.json"))).unwrap(),
+            None
+        );
+
+        let env = |k: &str| match k {
+            ENV_USERNAME => Some("carol".to_owned()),
+            ENV_PASSWORD => Some("envpw".to_owned()),
+            _ => None,
+        };
+        let c = Credentials::lookup("127.0.0.1:5000", env, Some(&path))
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (c.username.as_str(), c.source.as_str()),
+            ("carol", "the environment")
+        );
+        let half = |k: &str| (k == ENV_USERNAME).then(|| "carol".to_owned());
+        assert!(Credentials::lookup("h", half, None).is_err());
+
+        std::fs::write(&path, r#"{"auths": {"h": {"auth": "not base64 at all!"}}}"#).unwrap();
+        let e = Credentials::lookup("h", no_env, Some(&path))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("not base64") && !e.contains("at all"), "{e}");
+        std::fs::write(&path, "{ \"auths\": secret-ish garbage").unwrap();
+        let e = Credentials::lookup("h", no_env, Some(&path))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("not a Docker config") && !e.contains("garbage"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn credentials_never_show_in_debug_output() {
+        let c = Credentials::new("alice", "hunter2", "the environment");
+        let client = Client::new(
+            Target::parse("127.0.0.1:1/x", true).unwrap(),
+            Some(c.clone()),
+            ClientOptions::default(),
+        );
+        for text in [format!("{c:?}"), format!("{client:?}")] {
+            assert!(
+                text.contains("alice") && !text.contains("hunter2"),
+                "{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn escapes_query_values_and_finds_media_types() {
+        assert_eq!(
+            query_escape("repository:a/b:pull,push"),
+            "repository:a/b:pull%2Cpush"
+        );
+        assert_eq!(query_escape("a b&c"), "a%20b%26c");
+        assert_eq!(
+            manifest_media_type(br#"{"schemaVersion":2,"manifests":[]}"#),
+            MEDIA_TYPE_IMAGE_INDEX
+        );
+        assert_eq!(
+            manifest_media_type(br#"{"mediaType":"application/x","manifests":[]}"#),
+            "application/x"
+        );
+        assert_eq!(manifest_media_type(b"{}"), MEDIA_TYPE_IMAGE_MANIFEST);
+    }
+
+    /// A registry that wants a bearer token from its own token endpoint,
+    /// which wants basic credentials; one request per connection.
+    struct TokenRegistry {
+        port: u16,
+        log: Arc<Mutex<Vec<String>>>,
+    }
+
+    const TOKEN: &str = "tok-9f8e7d";
+
+    impl TokenRegistry {
+        fn start(user: &'static str, password: &'static str) -> Self {
+            let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+            let port = listener.local_addr().unwrap().port();
+            let log = Arc::new(Mutex::new(Vec::new()));
+            let seen = Arc::clone(&log);
+            std::thread::spawn(move || {
+                for stream in listener.incoming().flatten() {
+                    let mut reader = BufReader::new(stream.try_clone().unwrap());
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).is_err() {
+                        continue;
+                    }
+                    let target = line.split_whitespace().nth(1).unwrap_or("").to_owned();
+                    let mut auth = String::new();
+                    loop {
+                        let mut h = String::new();
+                        if reader.read_line(&mut h).unwrap_or(0) == 0 || h.trim().is_empty() {
+                            break;
+                        }
+                        if let Some((k, v)) = h.split_once(':')
+                            && k.eq_ignore_ascii_case("authorization")
+                        {
+                            auth = v.trim().to_owned();
+                        }
+                    }
+                    let basic = format!("Basic {}", BASE64.encode(format!("{user}:{password}")));
+                    let (status, extra, body) = if target.starts_with("/token?") {
+                        seen.lock().unwrap().push(target.clone());
+                        if auth == basic {
+                            (
+                                "200 OK",
+                                String::new(),
+                                format!(r#"{{"access_token":"{TOKEN}"}}"#),
+                            )
+                        } else {
+                            ("401 Unauthorized", String::new(), String::new())
+                        }
+                    } else if auth == format!("Bearer {TOKEN}") {
+                        seen.lock().unwrap().push(format!("authorised {target}"));
+                        ("404 Not Found", String::new(), String::new())
+                    } else {
+                        let challenge = format!(
+                            "WWW-Authenticate: Bearer realm=\"http://127.0.0.1:{port}/token\",service=\"test\",scope=\"repository:golden/x:pull\"\r\n"
+                        );
+                        ("401 Unauthorized", challenge, String::new())
+                    };
+                    let mut stream = stream;
+                    let _ = write!(
+                        stream,
+                        "HTTP/1.1 {status}\r\n{extra}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                }
+            });
+            TokenRegistry { port, log }
+        }
+
+        fn client(&self, password: &str) -> Client {
+            Client::new(
+                Target::parse(&format!("127.0.0.1:{}/golden", self.port), true).unwrap(),
+                Some(Credentials::new("alice", password, "the environment")),
+                ClientOptions {
+                    attempts: 1,
+                    ..ClientOptions::default()
+                },
+            )
+        }
+    }
+
+    #[test]
+    fn bearer_challenge_fetches_a_token_with_basic_credentials_and_reuses_it() {
+        let server = TokenRegistry::start("alice", "right-pw");
+        let client = server.client("right-pw");
+        let digest = sha256_digest(b"x");
+        assert!(!client.blob_exists("golden/x", &digest).unwrap());
+        assert!(!client.blob_exists("golden/x", &digest).unwrap());
+        let log = server.log.lock().unwrap().clone();
+        assert_eq!(
+            log,
+            [
+                "/token?service=test&scope=repository:golden/x:pull".to_owned(),
+                format!("authorised /v2/golden/x/blobs/{digest}"),
+                format!("authorised /v2/golden/x/blobs/{digest}"),
+            ]
+        );
+    }
+
+    #[test]
+    fn refused_credentials_name_the_registry_and_never_the_secret() {
+        let server = TokenRegistry::start("alice", "right-pw");
+        let client = server.client("wrong-pw-5ecret");
+        let err = client
+            .blob_exists("golden/x", &sha256_digest(b"x"))
+            .unwrap_err();
+        let text = err.to_string();
+        assert!(err.unauthorized);
+        assert!(
+            text.starts_with(&format!("registry 127.0.0.1:{}/golden/x: ", server.port)),
+            "{text}"
+        );
+        assert!(text.contains("authentication failed"), "{text}");
+        assert!(!text.contains("5ecret") && !text.contains(TOKEN) && !text.contains('\n'));
+    }
+
+    #[test]
+    fn an_unreachable_registry_fails_quickly_naming_it() {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let client = Client::new(
+            Target::parse(&format!("127.0.0.1:{port}/golden"), true).unwrap(),
+            None,
+            ClientOptions {
+                first_backoff: Duration::from_millis(1),
+                ..ClientOptions::default()
+            },
+        );
+        let text = client.ping().unwrap_err().to_string();
+        assert!(
+            text.starts_with(&format!("registry 127.0.0.1:{port}: checking the API: ")),
+            "{text}"
+        );
+        assert!(text.ends_with("(after 3 attempts)"), "{text}");
+    }
+}
