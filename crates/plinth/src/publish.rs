@@ -516,7 +516,7 @@ impl Run<'_> {
                 serde_json::from_slice::<Index>(&bytes)
                     .map_err(|_| {
                         Error::Registry(RegistryError {
-                            place: format!("{}/{repository}", self.client.target().host),
+                            place: self.client.place(repository),
                             what: format!(
                                 "tag {tag} is not an image index; not overwriting another tool's referrers"
                             ),
@@ -578,7 +578,7 @@ fn verify_tags(client: &Client, plan: &RepoPlan) -> Result<()> {
                 .map(|(_, bytes)| oci::sha256_digest(&bytes));
             if served.as_deref() != Some(digest) {
                 return Err(Error::Registry(RegistryError {
-                    place: format!("{}/{repository}", client.target().host),
+                    place: client.place(&repository),
                     what: format!(
                         "tag {name} reads back as {}, but lockfiles/digests.toml records {digest}",
                         served.as_deref().unwrap_or("nothing")

@@ -510,9 +510,18 @@ impl Client {
 
     fn error(&self, repository: &str, what: String) -> RegistryError {
         RegistryError {
-            place: format!("{}/{repository}", self.target.host),
+            place: self.place(repository),
             what,
             unauthorized: false,
+        }
+    }
+
+    /// `host[:port]/repository`, or the host alone for registry-wide calls.
+    pub fn place(&self, repository: &str) -> String {
+        if repository.is_empty() {
+            self.target.host.clone()
+        } else {
+            format!("{}/{repository}", self.target.host)
         }
     }
 
@@ -751,13 +760,8 @@ impl Client {
                 } else {
                     String::new()
                 };
-                let place = if repository.is_empty() {
-                    self.target.host.clone()
-                } else {
-                    format!("{}/{repository}", self.target.host)
-                };
                 return Err(RegistryError {
-                    place,
+                    place: self.place(repository),
                     what: format!("{what}: {why}{tries}"),
                     unauthorized: false,
                 });

@@ -279,3 +279,143 @@ fn run_bundle(dir: &Path, timeout: Duration) -> Output {
         stderr,
     }
 }
+
+// ---------------------------------------------------------------------------
+// a registry on loopback
+// ---------------------------------------------------------------------------
+
+/// Debian's `docker-registry` (distribution 2.8) on a free loopback port,
+/// with storage in a temporary directory that survives [`Registry::stop`]
+/// and [`Registry::restart`]. Dropping it kills the server.
+pub struct Registry {
+    child: Option<std::process::Child>,
+    port: u16,
+    dir: tempfile::TempDir,
+}
+
+pub const REGISTRY_TOOL: &str = "docker-registry";
+
+/// Starts a registry; `auth` turns on htpasswd basic authentication with
+/// that user and password. Check [`tools`] for `docker-registry` (and
+/// `htpasswd` with `auth`) first.
+pub fn start_registry(auth: Option<(&str, &str)>) -> Registry {
+    let dir = tempfile::Builder::new()
+        .prefix("plinth-registry-")
+        .tempdir()
+        .expect("registry scratch directory");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free loopback port")
+        .port();
+    let mut config = format!(
+        "version: 0.1\n\
+         log: {{level: warn, accesslog: {{disabled: true}}}}\n\
+         storage: {{filesystem: {{rootdirectory: {}}}, delete: {{enabled: true}}}}\n\
+         http: {{addr: 127.0.0.1:{port}, secret: plinth-test}}\n",
+        dir.path().join("storage").display()
+    );
+    if let Some((user, password)) = auth {
+        // The registry invents a user when the file is missing: write it first.
+        let out = check(tool_command("htpasswd").args(["-Bbn", user, password]));
+        let file = dir.path().join("htpasswd");
+        fs::write(&file, &out.stdout).expect("write htpasswd");
+        config.push_str(&format!(
+            "auth: {{htpasswd: {{realm: plinth-test, path: {}}}}}\n",
+            file.display()
+        ));
+    }
+    fs::write(dir.path().join("config.yml"), config).expect("write registry config");
+    let mut registry = Registry {
+        child: None,
+        port,
+        dir,
+    };
+    registry.restart();
+    registry
+}
+
+impl Registry {
+    /// `127.0.0.1:PORT`.
+    pub fn host(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// Where the registry keeps blobs and manifests.
+    pub fn storage(&self) -> PathBuf {
+        self.dir.path().join("storage")
+    }
+
+    /// Number of blobs stored so far.
+    pub fn blob_count(&self) -> usize {
+        let root = self.storage().join("docker/registry/v2/blobs/sha256");
+        fs::read_dir(root)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .flat_map(|shard| fs::read_dir(shard.path()).into_iter().flatten().flatten())
+            .filter(|blob| blob.path().join("data").is_file())
+            .count()
+    }
+
+    /// Stops the server (SIGTERM, then waits); storage stays.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status();
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while child.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the server again on the same port and storage, and waits
+    /// until it answers.
+    pub fn restart(&mut self) {
+        self.stop();
+        let log = fs::File::create(self.dir.path().join("registry.log")).expect("registry log");
+        let child = tool_command(REGISTRY_TOOL)
+            .arg("serve")
+            .arg(self.dir.path().join("config.yml"))
+            .stdout(log.try_clone().expect("registry log"))
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {REGISTRY_TOOL}: {e}"));
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !self.answers() {
+            assert!(
+                Instant::now() < deadline,
+                "{REGISTRY_TOOL} did not answer on {}: {}",
+                self.host(),
+                fs::read_to_string(self.dir.path().join("registry.log")).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(25));
+        }
+    }
+
+    /// Whether `GET /v2/` gets an HTTP answer (200 or 401).
+    fn answers(&self) -> bool {
+        use std::io::Write;
+        let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", self.port)) else {
+            return false;
+        };
+        let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+        let mut head = [0u8; 12];
+        s.write_all(b"GET /v2/ HTTP/1.0\r\n\r\n").is_ok()
+            && s.read_exact(&mut head).is_ok()
+            && head.starts_with(b"HTTP/1.")
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
