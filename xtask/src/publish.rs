@@ -2,8 +2,10 @@
 //! prints, per tag, the digest and what was uploaded.
 
 use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::Args;
 use plinth::digests::RecordedDigests;
 use plinth::publish::{PublishOptions, PublishReport};
@@ -95,4 +97,88 @@ fn print_report(report: &PublishReport) {
 
 fn megabytes(bytes: u64) -> String {
     format!("{:.1} MB", bytes as f64 / 1e6)
+}
+
+/// `cargo xtask bench publish`: the full set into a fresh loopback
+/// registry, then again with nothing to do; the floor is `skopeo copy
+/// --all` of every multi-arch tag into another fresh registry (which
+/// pushes the same images, without SBOMs or per-arch tags).
+pub fn bench(root: &Path) -> Result<()> {
+    let recorded = RecordedDigests::read(&RecordedDigests::path(&root.join("lockfiles")))?;
+    let out_dir = plinth::build::default_out_dir(root);
+    let options = PublishOptions {
+        out_dir: out_dir.clone(),
+        images: Vec::new(),
+        tags: Vec::new(),
+        dry_run: false,
+    };
+    let registry = plinth_testkit::registry::Registry::start(None)
+        .map_err(|e| anyhow::anyhow!("{e}"))
+        .context("bench publish needs Debian's docker-registry")?;
+    let target = Target::parse(&format!("{}/golden", registry.host()), true)?;
+    let client = Client::new(target, None, ClientOptions::default());
+    let start = Instant::now();
+    let cold = plinth::publish::publish(&client, &recorded, &options, &plinth::Silent)
+        .context("publish (run `cargo xtask images` first)")?;
+    let cold_time = start.elapsed();
+    let start = Instant::now();
+    let again = plinth::publish::publish(&client, &recorded, &options, &plinth::Silent)?;
+    let again_time = start.elapsed();
+    drop(registry);
+
+    let floor =
+        plinth_testkit::registry::Registry::start(None).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let start = Instant::now();
+    for t in &recorded.image {
+        let status = Command::new("skopeo")
+            .args(["copy", "--all", "--quiet", "--dest-tls-verify=false"])
+            .arg(format!(
+                "oci:{}:{}",
+                out_dir.join(&t.repository).display(),
+                t.tag
+            ))
+            .arg(format!(
+                "docker://{}/golden/{}:{}",
+                floor.host(),
+                t.repository,
+                t.tag
+            ))
+            .status()
+            .context("running skopeo (Debian package skopeo)")?;
+        anyhow::ensure!(
+            status.success(),
+            "skopeo copy of {}:{} failed",
+            t.repository,
+            t.tag
+        );
+    }
+    let skopeo_time = start.elapsed();
+    let repositories = recorded
+        .image
+        .iter()
+        .map(|t| t.repository.as_str())
+        .collect::<std::collections::BTreeSet<_>>()
+        .len();
+    println!(
+        "cold publish ({repositories} repositories, {} tags, {} blobs {}, {} mounted, {} manifests): {:.2} s",
+        cold.tags.len(),
+        cold.blobs_uploaded(),
+        megabytes(cold.bytes_uploaded()),
+        cold.blobs_mounted(),
+        cold.manifests_pushed(),
+        cold_time.as_secs_f64()
+    );
+    println!(
+        "floor: skopeo copy --all of the {} multi-arch tags: {:.2} s; ratio plinth cold / skopeo {:.2}",
+        recorded.image.len(),
+        skopeo_time.as_secs_f64(),
+        cold_time.as_secs_f64() / skopeo_time.as_secs_f64()
+    );
+    println!(
+        "re-publish, nothing to do ({} blobs uploaded): {:.3} s ({:.3} s per repository)",
+        again.blobs_uploaded(),
+        again_time.as_secs_f64(),
+        again_time.as_secs_f64() / repositories.max(1) as f64
+    );
+    Ok(())
 }

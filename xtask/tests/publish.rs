@@ -445,7 +445,7 @@ fn a_registry_stopped_mid_publish_fails_clearly_and_the_next_publish_completes()
         "{error}"
     );
 
-    registry.restart();
+    registry.restart().unwrap_or_else(|e| panic!("{e}"));
     let out = support::check(&mut publish(&registry, &[]));
     assert!(
         summary(&out).contains("tags, uploaded "),
