@@ -15,6 +15,9 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};
+use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
+
+use rayon::prelude::*;
 
 use crate::build::TagSummary;
 use crate::digests::RecordedDigests;
@@ -110,33 +113,40 @@ pub fn publish(
         .collect::<Result<Vec<_>>>()?;
     client.ping()?;
 
-    let mut run = Run {
-        client,
-        dry_run: options.dry_run,
-        present: HashSet::new(),
-        holders: HashMap::new(),
-        referrers_api: None,
-    };
+    // Repositories go in parallel: each is a chain of requests that wait on
+    // the registry. A blob goes up once; the other repositories mount it.
+    let holders = Holders::default();
     let total = plans.iter().map(|p| p.tags.len() as u64).sum();
     progress.begin("publish", total);
-    let mut reports = Vec::new();
-    for plan in &plans {
-        let repository = client.target().repository(&plan.name);
-        for tag in &plan.tags {
-            reports.push(run.push_tag(plan, &repository, tag)?);
-            progress.step(&format!("{}:{}", plan.name, tag.name));
-        }
-    }
+    let reports = plans
+        .par_iter()
+        .map(|plan| {
+            let mut run = Run {
+                client,
+                dry_run: options.dry_run,
+                present: HashSet::new(),
+                holders: &holders,
+            };
+            let repository = client.target().repository(&plan.name);
+            let mut reports = Vec::new();
+            for tag in &plan.tags {
+                reports.push(run.push_tag(plan, &repository, tag)?);
+                progress.step(&format!("{}:{}", plan.name, tag.name));
+            }
+            if !options.dry_run {
+                verify_tags(client, plan)?;
+            }
+            Ok(reports)
+        })
+        .collect::<Result<Vec<_>>>()?
+        .into_iter()
+        .flatten()
+        .collect();
     progress.end();
-    if !options.dry_run {
-        for plan in &plans {
-            verify_tags(client, plan)?;
-        }
-    }
     Ok(PublishReport {
         registry: client.target().to_string(),
         dry_run: options.dry_run,
-        referrers_api: run.referrers_api,
+        referrers_api: client.known_referrers_api(),
         tags: reports,
     })
 }
@@ -372,9 +382,84 @@ struct Run<'a> {
     /// `(repository, digest)` known to be in the registry (or, in a dry
     /// run, that would be).
     present: HashSet<(String, String)>,
-    /// A repository holding each blob, for cross-repository mounts.
-    holders: HashMap<String, String>,
-    referrers_api: Option<bool>,
+    holders: &'a Holders,
+}
+
+fn count(report: &mut TagReport, blob: &Descriptor, mounted: bool) {
+    if mounted {
+        report.blobs_mounted += 1;
+    } else {
+        report.blobs_uploaded += 1;
+        report.bytes_uploaded += blob.size;
+    }
+}
+
+/// Which repository holds each blob, shared by the repositories pushed in
+/// parallel, so that a blob goes up once and the others mount it.
+#[derive(Default)]
+struct Holders {
+    /// `None`: some repository is uploading it right now.
+    map: Mutex<HashMap<String, Option<String>>>,
+    changed: Condvar,
+}
+
+impl Holders {
+    fn lock(&self) -> MutexGuard<'_, HashMap<String, Option<String>>> {
+        self.map.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// A repository to mount `digest` from; `None` makes the caller its
+    /// uploader, who must then [`hold`](Self::hold) or
+    /// [`release`](Self::release) it. Waits while another uploads it.
+    fn claim(&self, digest: &str) -> Option<String> {
+        let mut map = self.lock();
+        loop {
+            match map.get(digest) {
+                Some(Some(holder)) => return Some(holder.clone()),
+                Some(None) => {
+                    map = self
+                        .changed
+                        .wait(map)
+                        .unwrap_or_else(PoisonError::into_inner);
+                }
+                None => {
+                    map.insert(digest.to_owned(), None);
+                    return None;
+                }
+            }
+        }
+    }
+
+    fn hold(&self, digest: &str, repository: &str) {
+        let mut map = self.lock();
+        let slot = map.entry(digest.to_owned()).or_default();
+        if slot.is_none() {
+            *slot = Some(repository.to_owned());
+            self.changed.notify_all();
+        }
+    }
+
+    /// An upload failed: let a waiting repository try.
+    fn release(&self, digest: &str) {
+        let mut map = self.lock();
+        if map.get(digest).is_some_and(Option::is_none) {
+            map.remove(digest);
+        }
+        self.changed.notify_all();
+    }
+
+    /// The holder if any, else records `repository` (dry runs).
+    fn first_or(&self, digest: &str, repository: &str) -> Option<String> {
+        let mut map = self.lock();
+        let slot = map.entry(digest.to_owned()).or_default();
+        match slot {
+            Some(holder) => Some(holder.clone()),
+            None => {
+                *slot = Some(repository.to_owned());
+                None
+            }
+        }
+    }
 }
 
 impl Run<'_> {
@@ -400,7 +485,7 @@ impl Run<'_> {
         for r in &tag.referrers {
             self.ensure_manifest(repository, &r.document, &mut report)?;
         }
-        if !tag.referrers.is_empty() && !self.has_referrers_api(repository, &tag.index.digest)? {
+        if !tag.referrers.is_empty() && !self.client.referrers_api(repository, &tag.index.digest)? {
             let mut by_subject: BTreeMap<&str, Vec<&Descriptor>> = BTreeMap::new();
             for r in &tag.referrers {
                 by_subject
@@ -435,33 +520,34 @@ impl Run<'_> {
         if self.present.contains(&key) {
             return Ok(());
         }
-        let from = self
-            .holders
-            .get(&blob.digest)
-            .filter(|r| r.as_str() != repository)
-            .cloned();
-        if !self.client.blob_exists(repository, &blob.digest)? {
-            let how = if self.dry_run {
-                if from.is_some() {
-                    Upload::Mounted
-                } else {
-                    Upload::Monolithic
+        if self.client.blob_exists(repository, &blob.digest)? {
+            self.holders.hold(&blob.digest, repository);
+        } else if self.dry_run {
+            let mounted = self.holders.first_or(&blob.digest, repository).is_some();
+            count(report, blob, mounted);
+        } else {
+            let from = self.holders.claim(&blob.digest);
+            let uploaded = oci::read_described(dir, blob)
+                .map_err(layout_err)
+                .and_then(|bytes| {
+                    let from = from.as_deref().filter(|r| *r != repository);
+                    Ok(self
+                        .client
+                        .upload_blob(repository, &blob.digest, &bytes, from)?)
+                });
+            match uploaded {
+                Ok(how) => {
+                    self.holders.hold(&blob.digest, repository);
+                    count(report, blob, how == Upload::Mounted);
                 }
-            } else {
-                let bytes = oci::read_described(dir, blob).map_err(layout_err)?;
-                self.client
-                    .upload_blob(repository, &blob.digest, &bytes, from.as_deref())?
-            };
-            if how == Upload::Mounted {
-                report.blobs_mounted += 1;
-            } else {
-                report.blobs_uploaded += 1;
-                report.bytes_uploaded += blob.size;
+                Err(e) => {
+                    if from.is_none() {
+                        self.holders.release(&blob.digest);
+                    }
+                    return Err(e);
+                }
             }
         }
-        self.holders
-            .entry(blob.digest.clone())
-            .or_insert_with(|| repository.to_owned());
         self.present.insert(key);
         Ok(())
     }
@@ -484,21 +570,11 @@ impl Run<'_> {
                     .put_manifest(repository, &doc.digest, &doc.media_type, &doc.bytes)?
             {
                 self.client.note_referrers_api();
-                self.referrers_api = Some(true);
             }
             report.manifests_pushed += 1;
         }
         self.present.insert(key);
         Ok(())
-    }
-
-    fn has_referrers_api(&mut self, repository: &str, subject: &str) -> Result<bool> {
-        if let Some(known) = self.referrers_api {
-            return Ok(known);
-        }
-        let known = self.client.referrers_api(repository, subject)?;
-        self.referrers_api = Some(known);
-        Ok(known)
     }
 
     /// The referrers tag schema: an index tagged `sha256-<hex>` listing the

@@ -708,6 +708,11 @@ impl Client {
         Ok(*self.referrers_api.get_or_init(|| is_index))
     }
 
+    /// What [`referrers_api`](Self::referrers_api) found, if it was asked.
+    pub fn known_referrers_api(&self) -> Option<bool> {
+        self.referrers_api.get().copied()
+    }
+
     /// Records that a manifest push answered `OCI-Subject`.
     pub fn note_referrers_api(&self) {
         let _ = self.referrers_api.set(true);
