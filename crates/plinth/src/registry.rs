@@ -875,9 +875,11 @@ impl Client {
                 format!("{what}: bearer challenge without a realm"),
             )
         })?;
-        if !(realm.starts_with("https://")
-            || (self.target.insecure && realm.starts_with("http://")))
-        {
+        // Credentials go to the realm: plain HTTP only on loopback.
+        let plain_loopback = realm
+            .strip_prefix("http://")
+            .is_some_and(|rest| is_loopback(rest.split([':', '/']).next().unwrap_or_default()));
+        if !(realm.starts_with("https://") || plain_loopback) {
             return Err(self.error(
                 repository,
                 format!("{what}: refusing token realm {}", redact(realm)),
