@@ -1302,4 +1302,93 @@ mod tests {
         );
         assert!(text.ends_with("(after 3 attempts)"), "{text}");
     }
+
+    /// Every upload path and manifest call against the real
+    /// docker-registry: chunked and monolithic uploads, a mount from
+    /// another repository, exact manifest bytes back.
+    #[test]
+    fn uploads_mounts_and_manifests_against_docker_registry() {
+        use plinth_testkit::registry::{REGISTRY_TOOL, Registry};
+        let registry = match Registry::start(None) {
+            Ok(r) => r,
+            Err(e) => {
+                assert!(
+                    std::env::var("CI").as_deref() != Ok("true"),
+                    "{REGISTRY_TOOL} is required in CI: {e}"
+                );
+                eprintln!("skipped: {e}");
+                return;
+            }
+        };
+        let client = Client::new(
+            Target::parse(&format!("{}/t", registry.host()), true).unwrap(),
+            None,
+            ClientOptions {
+                chunk_threshold: 64 << 10,
+                chunk_size: 50_000,
+                ..ClientOptions::default()
+            },
+        );
+        client.ping().unwrap();
+        let big: Vec<u8> = (0..200_000u32).map(|i| (i * 7 % 251) as u8).collect();
+        let small = crate::oci::EMPTY_BLOB;
+        let (big_digest, small_digest) = (sha256_digest(&big), sha256_digest(small));
+        assert!(!client.blob_exists("t/a", &big_digest).unwrap());
+        let how = client.upload_blob("t/a", &big_digest, &big, None).unwrap();
+        assert_eq!(how, Upload::Chunked);
+        let how = client
+            .upload_blob("t/a", &small_digest, small, None)
+            .unwrap();
+        assert_eq!(how, Upload::Monolithic);
+        assert!(client.blob_exists("t/a", &big_digest).unwrap());
+        let how = client
+            .upload_blob("t/b", &big_digest, &big, Some("t/a"))
+            .unwrap();
+        assert_eq!(how, Upload::Mounted);
+        // Not there to mount: the session turns into an ordinary upload.
+        let how = client
+            .upload_blob("t/b", &small_digest, small, Some("t/c"))
+            .unwrap();
+        assert_eq!(how, Upload::Monolithic);
+
+        let manifest = format!(
+            r#"{{"schemaVersion":2,"mediaType":"{MEDIA_TYPE_IMAGE_MANIFEST}","config":{{"mediaType":"application/vnd.oci.empty.v1+json","digest":"{small_digest}","size":2}},"layers":[{{"mediaType":"application/octet-stream","digest":"{big_digest}","size":{}}}]}}"#,
+            big.len()
+        );
+        let digest = sha256_digest(manifest.as_bytes());
+        assert_eq!(client.manifest_digest("t/b", &digest).unwrap(), None);
+        client
+            .put_manifest(
+                "t/b",
+                &digest,
+                MEDIA_TYPE_IMAGE_MANIFEST,
+                manifest.as_bytes(),
+            )
+            .unwrap();
+        client
+            .put_manifest("t/b", "v1", MEDIA_TYPE_IMAGE_MANIFEST, manifest.as_bytes())
+            .unwrap();
+        assert_eq!(
+            client.manifest_digest("t/b", "v1").unwrap(),
+            Some(digest.clone())
+        );
+        let (media_type, bytes) = client.get_manifest("t/b", "v1").unwrap().unwrap();
+        assert_eq!(
+            (media_type.as_str(), bytes.as_slice()),
+            (MEDIA_TYPE_IMAGE_MANIFEST, manifest.as_bytes())
+        );
+        assert!(!client.referrers_api("t/b", &digest).unwrap());
+        // Children first: a manifest whose blob is missing is refused.
+        let missing = sha256_digest(b"missing");
+        let orphan = manifest.replace(&big_digest, &missing);
+        let e = client
+            .put_manifest("t/b", "v2", MEDIA_TYPE_IMAGE_MANIFEST, orphan.as_bytes())
+            .unwrap_err()
+            .to_string();
+        let start = format!(
+            "registry {}/t/b: pushing manifest v2: HTTP 400: MANIFEST_BLOB_UNKNOWN",
+            registry.host()
+        );
+        assert!(e.starts_with(&start), "{e}");
+    }
 }
