@@ -531,3 +531,76 @@ fn usage_errors_exit_2() {
         assert_eq!(stderr.lines().count(), 1, "{args:?}: {stderr}");
     }
 }
+
+#[test]
+fn the_referrers_tag_keeps_what_other_tools_put_there() {
+    use plinth::oci::{self, Descriptor, Index, Manifest};
+    use plinth::registry::{Client, ClientOptions, Target};
+    if !tools(false) {
+        return;
+    }
+    let registry = support::start_registry(None);
+    let t = recorded()
+        .image
+        .iter()
+        .find(|t| t.repository == "static-debian13" && t.tag == "latest")
+        .expect("static-debian13:latest is recorded");
+    let client = Client::new(
+        Target::parse(&format!("{}/{PREFIX}", registry.host()), true).unwrap(),
+        None,
+        ClientOptions::default(),
+    );
+    let repo = format!("{PREFIX}/{}", t.repository);
+    // Another tool's signature-like artifact for the same subject.
+    let payload = b"signed by someone else";
+    let layer = oci::descriptor_for("application/octet-stream", payload);
+    for (digest, bytes) in [
+        (layer.digest.as_str(), &payload[..]),
+        (oci::EMPTY_DIGEST, oci::EMPTY_BLOB),
+    ] {
+        client.upload_blob(&repo, digest, bytes, None).unwrap();
+    }
+    let subject = Descriptor {
+        media_type: oci::MEDIA_TYPE_IMAGE_INDEX.into(),
+        digest: t.index.clone(),
+        size: 0,
+        platform: None,
+        annotations: Default::default(),
+        artifact_type: None,
+    };
+    let artifact = Manifest::artifact("application/example.signature", vec![layer], subject);
+    let bytes = oci::json_bytes(&artifact).unwrap();
+    let foreign = oci::descriptor_for(oci::MEDIA_TYPE_IMAGE_MANIFEST, &bytes)
+        .with_artifact_type("application/example.signature");
+    client
+        .put_manifest(
+            &repo,
+            &foreign.digest,
+            oci::MEDIA_TYPE_IMAGE_MANIFEST,
+            &bytes,
+        )
+        .unwrap();
+    let tag = t.index.replacen(':', "-", 1);
+    let index = oci::json_bytes(&Index::new(vec![foreign.clone()])).unwrap();
+    client
+        .put_manifest(&repo, &tag, oci::MEDIA_TYPE_IMAGE_INDEX, &index)
+        .unwrap();
+
+    support::check(&mut publish(&registry, &[&t.repository, "--tag", &t.tag]));
+    let (_, bytes) = client
+        .get_manifest(&repo, &tag)
+        .unwrap()
+        .expect("referrers tag");
+    let merged: Index = serde_json::from_slice(&bytes).unwrap();
+    let types: Vec<_> = merged
+        .manifests
+        .iter()
+        .map(|d| d.artifact_type.as_deref().unwrap_or_default())
+        .collect();
+    assert_eq!(merged.manifests[0], foreign);
+    assert_eq!(types.len(), 3, "{types:?}");
+    assert!(
+        types.contains(&"application/spdx+json")
+            && types.contains(&"application/vnd.cyclonedx+json")
+    );
+}
