@@ -270,9 +270,7 @@ impl RepoPlan {
     /// Reads the layout and checks every selected tag against the record.
     fn load(out_dir: &Path, name: &str, recorded: &[&TagSummary]) -> Result<Self> {
         let dir = out_dir.join(name);
-        let index = oci::read_layout(&dir).map_err(|e| {
-            Error::NotAsRecorded(format!("{}: {e}; run `cargo xtask images`", dir.display()))
-        })?;
+        let index = oci::read_layout(&dir).map_err(layout_err)?;
         let mut referrers: Vec<(Descriptor, Manifest)> = Vec::new();
         for d in index.manifests.iter().filter(|d| d.artifact_type.is_some()) {
             let m: Manifest = oci::read_json(&dir, d).map_err(layout_err)?;
