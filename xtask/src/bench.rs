@@ -23,12 +23,16 @@ pub enum What {
     /// Build the whole image set from the warm download cache, against
     /// the decompress + compress floor, then rebuild with nothing changed.
     Images,
+    /// Publish target/images to a loopback docker-registry, cold and then
+    /// with nothing to do, against `skopeo copy --all` of every tag.
+    Publish,
 }
 
 pub fn run(root: &Path, what: What) -> Result<()> {
     match what {
         What::Lock { runs } => lock(root, runs.max(1)),
         What::Images => images(root),
+        What::Publish => crate::publish::bench(root),
     }
 }
 

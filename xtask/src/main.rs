@@ -3,6 +3,7 @@
 
 mod bench;
 mod progress;
+mod publish;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -58,6 +59,8 @@ enum Command {
         #[arg(long, value_name = "DIR")]
         against: Option<PathBuf>,
     },
+    /// Push the built images, their tags and SBOMs to an OCI registry, exactly as built.
+    Publish(publish::PublishArgs),
     /// Benchmarks from a warm cache, each beside a floor measured in the same run.
     Bench {
         #[command(subcommand)]
@@ -175,6 +178,7 @@ fn run(cli: Cli) -> Result<()> {
             );
         }
         Command::Bench { what } => bench::run(&root, what)?,
+        Command::Publish(args) => publish::run(&root, args)?,
     }
     Ok(())
 }

@@ -19,6 +19,8 @@
 //!   `by-hash/` copies, plus fault helpers that break them afterwards.
 //! - [`server`]: [`Server`] serves a directory over HTTP on `127.0.0.1`,
 //!   records requests and injects error statuses, stalls and short bodies.
+//! - [`registry`]: [`registry::Registry`] runs Debian's `docker-registry`
+//!   on loopback (optionally with htpasswd), stops and restarts it.
 //! - [`compress`]: the deterministic xz/zstd/gzip settings all of the
 //!   above use.
 //!
@@ -57,6 +59,7 @@
 pub mod compress;
 pub mod deb;
 pub mod keys;
+pub mod registry;
 pub mod repo;
 pub mod server;
 

@@ -27,6 +27,8 @@ pub mod lockfile;
 pub mod mirrors;
 pub mod oci;
 pub mod project;
+pub mod publish;
+pub mod registry;
 pub mod relation;
 pub mod resolve;
 pub mod rootfs;

@@ -13,6 +13,7 @@ use crate::elf::ElfError;
 use crate::fetch::FetchError;
 use crate::lockfile::LockfileError;
 use crate::mirrors::MirrorError;
+use crate::registry::RegistryError;
 use crate::resolve::ResolveError;
 
 /// Everything that can go wrong in the library. Each variant's message is
@@ -40,6 +41,8 @@ pub enum Error {
     /// A binary that would not start on its base.
     #[error(transparent)]
     Refused(Box<Refusal>),
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
     #[error("{path}: {source}")]
     Io {
         path: PathBuf,
@@ -54,6 +57,10 @@ pub enum Error {
     StaleLock(String),
     #[error("{0}")]
     Usage(String),
+    /// What is about to be published is not what `lockfiles/digests.toml`
+    /// records.
+    #[error("{0}")]
+    NotAsRecorded(String),
 }
 
 /// Why an application binary was refused, and which base would do.

@@ -371,3 +371,17 @@ impl Drop for Container {
             .status();
     }
 }
+
+// ---------------------------------------------------------------------------
+// a registry on loopback
+// ---------------------------------------------------------------------------
+
+#[allow(unused_imports)] // each test binary uses part of it
+pub use plinth_testkit::registry::{REGISTRY_TOOL, Registry};
+
+/// Debian's `docker-registry` on a free loopback port with temporary
+/// storage; `auth` turns on htpasswd basic authentication. Check [`tools`]
+/// for `docker-registry` (and `htpasswd` with `auth`) first.
+pub fn start_registry(auth: Option<(&str, &str)>) -> Registry {
+    Registry::start(auth).unwrap_or_else(|e| panic!("{e}"))
+}
