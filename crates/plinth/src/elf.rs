@@ -14,10 +14,7 @@ use goblin::elf::header::{EM_AARCH64, EM_X86_64};
 use goblin::elf::symver::VER_FLG_WEAK;
 
 use crate::entry::{Entry, EntryKind};
-use crate::rootfs::normalise;
-
-/// Most symlinks followed while resolving one path, as Linux's limit.
-const MAX_SYMLINK_HOPS: usize = 40;
+use crate::rootfs::resolve;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ElfError {
@@ -99,33 +96,7 @@ impl ImageTree {
     /// The canonical root-relative path `path` leads to, every symlink
     /// on the way followed, if something is there.
     pub fn resolve(&self, path: &str) -> Option<String> {
-        let mut parts = normalise(&[], path);
-        let mut hops = 0;
-        let mut i = 0;
-        while i < parts.len() {
-            let prefix = parts[..=i].join("/");
-            match &self.entries.get(&prefix)?.kind {
-                EntryKind::Symlink(target) => {
-                    hops += 1;
-                    if hops > MAX_SYMLINK_HOPS {
-                        return None;
-                    }
-                    let base = if target.starts_with('/') {
-                        &[][..]
-                    } else {
-                        &parts[..i]
-                    };
-                    let mut resolved = normalise(base, target);
-                    resolved.extend(parts[i + 1..].iter().cloned());
-                    parts = resolved;
-                    i = 0;
-                }
-                EntryKind::Dir => i += 1,
-                EntryKind::File(_) | EntryKind::Hardlink(_) if i + 1 == parts.len() => i += 1,
-                EntryKind::File(_) | EntryKind::Hardlink(_) => return None,
-            }
-        }
-        Some(parts.join("/"))
+        resolve(path, |p| self.entries.get(p).map(|e| &e.kind), true).ok()
     }
 
     /// A regular file's canonical path and contents.
@@ -433,6 +404,7 @@ mod tests {
     fn the_package_of_a_file_comes_from_status_d_through_usr_merge() {
         let t = tree(vec![
             Entry::symlink("lib", "usr/lib"),
+            Entry::dir("usr", 0o755),
             Entry::dir("usr/lib", 0o755),
             Entry::file("usr/lib/libc.so.6", 0o644, b"x".to_vec()),
             Entry::file(
@@ -478,6 +450,7 @@ mod tests {
                 Entry::symlink("lib", "usr/lib"),
                 Entry::dir("usr/lib64", 0o755),
                 Entry::file("usr/lib64/ld-linux-x86-64.so.2", 0o755, ld),
+                Entry::dir("usr/lib", 0o755),
                 Entry::dir("usr/lib/x86_64-linux-gnu", 0o755),
                 Entry::file("usr/lib/x86_64-linux-gnu/libc.so.6", 0o644, libc),
             ],

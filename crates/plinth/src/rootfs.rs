@@ -128,41 +128,22 @@ impl<'a> Rootfs<'a> {
     /// Resolves `path` through the symlinks in the tree: every component
     /// but the last must resolve to a directory path inside the root.
     fn canonical(&self, path: &str, owner: &str) -> Result<String, RootfsError> {
-        let mut parts: Vec<String> = normalise(&[], path);
-        let mut hops = 0;
-        let mut i = 0;
-        while i + 1 < parts.len() {
-            let prefix = parts[..=i].join("/");
-            match self.get(&prefix).map(|e| &e.kind) {
-                Some(EntryKind::Symlink(target)) => {
-                    hops += 1;
-                    if hops > MAX_SYMLINK_HOPS {
-                        return Err(RootfsError::SymlinkLoop {
-                            path: path.to_owned(),
-                            owner: owner.to_owned(),
-                        });
-                    }
-                    let base = if target.starts_with('/') {
-                        &[][..]
-                    } else {
-                        &parts[..i]
-                    };
-                    let mut resolved = normalise(base, target);
-                    resolved.extend(parts[i + 1..].iter().cloned());
-                    parts = resolved;
-                    i = 0;
-                }
-                Some(EntryKind::File(_) | EntryKind::Hardlink(_)) => {
-                    return Err(RootfsError::Invalid {
-                        path: path.to_owned(),
-                        owner: owner.to_owned(),
-                        why: format!("/{prefix} is a file, not a directory"),
-                    });
-                }
-                _ => i += 1,
-            }
-        }
-        Ok(parts.join("/"))
+        resolve(path, |p| self.get(p).map(|e| &e.kind), false).map_err(|e| match e {
+            Unresolved::Loop => RootfsError::SymlinkLoop {
+                path: path.to_owned(),
+                owner: owner.to_owned(),
+            },
+            Unresolved::NotADirectory(prefix) => RootfsError::Invalid {
+                path: path.to_owned(),
+                owner: owner.to_owned(),
+                why: format!("/{prefix} is a file, not a directory"),
+            },
+            Unresolved::Missing => RootfsError::Invalid {
+                path: path.to_owned(),
+                owner: owner.to_owned(),
+                why: "does not resolve".into(),
+            },
+        })
     }
 
     /// This layer's entries, sorted, with every parent directory and hard
@@ -206,7 +187,58 @@ fn same_contents(a: &Entry, b: &Entry) -> bool {
 
 /// Splits `path` relative to `base` into components, resolving `.` and
 /// `..` (never above the root, as the kernel does).
-pub(crate) fn normalise(base: &[String], path: &str) -> Vec<String> {
+/// Why a path does not resolve.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Unresolved {
+    /// More than [`MAX_SYMLINK_HOPS`] symlinks.
+    Loop,
+    /// A component before the last is a file (this prefix).
+    NotADirectory(String),
+    /// A component does not exist (only when the whole path must).
+    Missing,
+}
+
+/// Resolves `path` (relative to the root; `..` stops at the root) through
+/// the symlinks `lookup` finds. With `whole`, as `open(2)` does: every
+/// component must exist and the last is followed too. Without, as a
+/// package's entry is placed: the parents are followed and may be missing.
+pub(crate) fn resolve<'e>(
+    path: &str,
+    lookup: impl Fn(&str) -> Option<&'e EntryKind>,
+    whole: bool,
+) -> Result<String, Unresolved> {
+    let mut parts: Vec<String> = normalise(&[], path);
+    let mut hops = 0;
+    let mut i = 0;
+    while i + usize::from(!whole) < parts.len() {
+        let prefix = parts[..=i].join("/");
+        match lookup(&prefix) {
+            Some(EntryKind::Symlink(target)) => {
+                hops += 1;
+                if hops > MAX_SYMLINK_HOPS {
+                    return Err(Unresolved::Loop);
+                }
+                let base = if target.starts_with('/') {
+                    &[][..]
+                } else {
+                    &parts[..i]
+                };
+                let mut resolved = normalise(base, target);
+                resolved.extend(parts[i + 1..].iter().cloned());
+                parts = resolved;
+                i = 0;
+            }
+            Some(EntryKind::File(_) | EntryKind::Hardlink(_)) if i + 1 < parts.len() => {
+                return Err(Unresolved::NotADirectory(prefix));
+            }
+            None if whole => return Err(Unresolved::Missing),
+            _ => i += 1,
+        }
+    }
+    Ok(parts.join("/"))
+}
+
+fn normalise(base: &[String], path: &str) -> Vec<String> {
     let mut parts: Vec<String> = base.to_vec();
     for comp in path.split('/') {
         match comp {
