@@ -192,8 +192,9 @@ pub fn build_binaries(
         command = command.env(var, linker);
     }
     tracing::info!(
-        "cargo build --release --locked --target {target} --package {package} {}",
-        bins.join(" ")
+        "cargo build --release --locked --target {target} --package {package} {} ({} linking)",
+        bins.join(" "),
+        if request.static_link { "static" } else { "dynamic" }
     );
     command.run().map_err(|e| err(e.to_string()))?;
     request
