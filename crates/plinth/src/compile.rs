@@ -194,7 +194,11 @@ pub fn build_binaries(
     tracing::info!(
         "cargo build --release --locked --target {target} --package {package} {} ({} linking)",
         bins.join(" "),
-        if request.static_link { "static" } else { "dynamic" }
+        if request.static_link {
+            "static"
+        } else {
+            "dynamic"
+        }
     );
     command.run().map_err(|e| err(e.to_string()))?;
     request

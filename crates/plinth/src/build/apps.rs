@@ -134,8 +134,7 @@ fn tree(chain: &[&BuiltLayer]) -> Result<ImageTree> {
     Ok(ImageTree::from_layers(layers))
 }
 
-/// Every golden image built in this run, by distribution: (repository,
-/// per-arch layers, image stack).
+/// The golden layers built in this run: (distribution, arch → layers).
 pub(super) type Bases<'b> = Vec<(&'b str, &'b BTreeMap<String, ArchLayers>)>;
 
 /// Checks each binary against its base and builds the application
