@@ -29,12 +29,7 @@ fn root() -> PathBuf {
 
 fn scratch() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("apps-e2e");
-        let _ = fs::remove_dir_all(&dir);
-        fs::create_dir_all(&dir).expect("create scratch");
-        dir
-    })
+    DIR.get_or_init(|| support::scratch_for("apps-e2e"))
 }
 
 /// The example's images and their bases, built once per process with

@@ -222,29 +222,10 @@ fn all_tags() -> Vec<String> {
 // the shared build and scratch space
 // ---------------------------------------------------------------------------
 
-/// This process's scratch directory; removes those of finished processes
-/// (statics are never dropped, so a process cannot clean up after itself).
+/// This process's scratch directory.
 fn scratch() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let base = Path::new(env!("CARGO_TARGET_TMPDIR")).join("images-e2e");
-        for entry in fs::read_dir(&base).into_iter().flatten().flatten() {
-            let pid = entry
-                .file_name()
-                .to_str()
-                .and_then(|n| n.parse::<u32>().ok());
-            if !pid.is_some_and(|p| Path::new(&format!("/proc/{p}")).exists()) {
-                // Deleting ~50,000 unpacked files takes a while on this
-                // disk: do it beside the tests. What is left when this
-                // process ends goes next time.
-                std::thread::spawn(move || fs::remove_dir_all(entry.path()));
-            }
-        }
-        let dir = base.join(std::process::id().to_string());
-        let _ = fs::remove_dir_all(&dir);
-        fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("create {}: {e}", dir.display()));
-        dir
-    })
+    DIR.get_or_init(|| support::scratch_for("images-e2e"))
 }
 
 /// A fresh directory `name` in the scratch space.

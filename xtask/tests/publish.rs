@@ -63,21 +63,7 @@ fn expected_refs() -> Vec<(String, String, String)> {
 
 fn scratch() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let base = Path::new(env!("CARGO_TARGET_TMPDIR")).join("publish-e2e");
-        for entry in fs::read_dir(&base).into_iter().flatten().flatten() {
-            let pid = entry
-                .file_name()
-                .to_str()
-                .and_then(|n| n.parse::<u32>().ok());
-            if !pid.is_some_and(|p| Path::new(&format!("/proc/{p}")).exists()) {
-                let _ = fs::remove_dir_all(entry.path());
-            }
-        }
-        let dir = base.join(std::process::id().to_string());
-        fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("create {}: {e}", dir.display()));
-        dir
-    })
+    DIR.get_or_init(|| support::scratch_for("publish-e2e"))
 }
 
 /// The xtask binary with a clean credential environment: no

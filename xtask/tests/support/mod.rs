@@ -137,6 +137,32 @@ pub fn describe(what: &str, out: &Output) -> String {
 }
 
 // ---------------------------------------------------------------------------
+// scratch space
+// ---------------------------------------------------------------------------
+
+/// This test process's scratch directory under `CARGO_TARGET_TMPDIR/<suite>`;
+/// removes those of finished processes (statics are never dropped, so a
+/// process cannot clean up after itself). Deleting tens of thousands of
+/// unpacked files takes a while on this disk, so that happens beside the
+/// tests.
+pub fn scratch_for(suite: &str) -> PathBuf {
+    let base = Path::new(env!("CARGO_TARGET_TMPDIR")).join(suite);
+    for entry in fs::read_dir(&base).into_iter().flatten().flatten() {
+        let pid = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok());
+        if !pid.is_some_and(|p| Path::new(&format!("/proc/{p}")).exists()) {
+            std::thread::spawn(move || fs::remove_dir_all(entry.path()));
+        }
+    }
+    let dir = base.join(std::process::id().to_string());
+    let _ = fs::remove_dir_all(&dir);
+    fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("create {}: {e}", dir.display()));
+    dir
+}
+
+// ---------------------------------------------------------------------------
 // unpack
 // ---------------------------------------------------------------------------
 
@@ -221,9 +247,19 @@ fn patch_config(cfg: &mut serde_json::Value, rootfs: &Path, args: &[&str], mount
     }
 }
 
+/// A container id no other container on the machine has: runc names the
+/// container's cgroups after it, whatever its state directory, so
+/// containers of parallel tests (or of two test runs) must not share one.
+fn unique_id(kind: &str) -> String {
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("plinth-{kind}-{}-{n}", std::process::id())
+}
+
 /// `runc run` on a prepared bundle directory, with a private state root.
 fn run_bundle(dir: &Path, timeout: Duration) -> Output {
-    const ID: &str = "plinth-test";
+    let id = unique_id("run");
+    let id = id.as_str();
     let state = dir.join("state");
     let runc = |args: &[&str]| {
         let mut cmd = tool_command("runc");
@@ -232,7 +268,7 @@ fn run_bundle(dir: &Path, timeout: Duration) -> Output {
     };
     let mut child = runc(&["run", "--bundle"])
         .arg(dir)
-        .arg(ID)
+        .arg(id)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -257,7 +293,7 @@ fn run_bundle(dir: &Path, timeout: Duration) -> Output {
         }
         if Instant::now() >= deadline {
             timed_out = true;
-            let _ = runc(&["kill", ID, "KILL"]).status();
+            let _ = runc(&["kill", id, "KILL"]).status();
             let _ = child.kill();
             break child.wait().expect("wait for runc");
         }
@@ -266,7 +302,7 @@ fn run_bundle(dir: &Path, timeout: Duration) -> Output {
     let stdout = t_out.join().unwrap_or_default();
     let mut stderr = t_err.join().unwrap_or_default();
     // `runc run` deletes the container when it exits; make sure anyway.
-    let _ = runc(&["delete", "-f", ID])
+    let _ = runc(&["delete", "-f", id])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status();
@@ -309,7 +345,7 @@ impl Container {
         let text = serde_json::to_vec_pretty(&cfg).map_err(|e| e.to_string())?;
         fs::write(dir.path().join("config.json"), text).map_err(|e| e.to_string())?;
         let log = fs::File::create(dir.path().join("log")).map_err(|e| e.to_string())?;
-        let id = format!("plinth-bg-{}", std::process::id());
+        let id = unique_id("bg");
         let pid_file = dir.path().join("pid");
         let status = tool_command("runc")
             .arg("--root")
