@@ -348,6 +348,45 @@ fn basic_auth_from_docker_config_and_from_the_environment() {
         "{}",
         summary(&out)
     );
+
+    // A credential helper, as `docker login` with a credsStore leaves it:
+    // an empty `auths` entry and `docker-credential-<store>` on PATH.
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = scratch().join("docker-config-helper");
+    fs::create_dir_all(&dir).unwrap();
+    let helper = dir.join("docker-credential-plinthtest");
+    fs::write(
+        &helper,
+        format!(
+            "#!/bin/sh\nread host\n[ \"$host\" = {host} ] || exit 1\necho '{{\"Username\":\"{user}\",\"Secret\":\"{password}\"}}'\n",
+            host = registry.host()
+        ),
+    )
+    .unwrap();
+    fs::set_permissions(&helper, fs::Permissions::from_mode(0o755)).unwrap();
+    fs::write(
+        dir.join("config.json"),
+        format!(
+            r#"{{"auths": {{"{}": {{}}}}, "credsStore": "plinthtest"}}"#,
+            registry.host()
+        ),
+    )
+    .unwrap();
+    let path = format!(
+        "{}:{}",
+        dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let out = support::check(
+        publish(&registry, &["static-debian12"])
+            .env("DOCKER_CONFIG", &dir)
+            .env("PATH", path),
+    );
+    assert!(
+        summary(&out).contains("uploaded 0 blobs (0.0 MB), mounted 0, 0 manifests, 0 tags"),
+        "{}",
+        summary(&out)
+    );
 }
 
 #[test]

@@ -239,10 +239,88 @@ impl Credentials {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(config_error(host, path, &e.to_string())),
         };
-        docker_config_credentials(&text, host)
-            .map_err(|what| config_error(host, path, &what))
-            .map(|c| c.map(|(u, p)| Self::new(&u, &p, &path.display().to_string())))
+        match docker_config_credentials(&text, host)
+            .map_err(|what| config_error(host, path, &what))?
+        {
+            FromConfig::Inline(u, p) => Ok(Some(Self::new(&u, &p, &path.display().to_string()))),
+            FromConfig::Helper(name) => credential_helper(&name, host, &env),
+            FromConfig::Nothing => Ok(None),
+        }
     }
+}
+
+/// What a Docker config says about a host's credentials.
+#[derive(Debug, PartialEq, Eq)]
+enum FromConfig {
+    Inline(String, String),
+    /// Ask `docker-credential-<name>`.
+    Helper(String),
+    Nothing,
+}
+
+/// Runs `docker-credential-<name> get` (the protocol `docker login`'s
+/// helpers speak: the server on stdin, `{"Username", "Secret"}` on
+/// stdout), found on the `PATH` that `env` gives. A helper that knows no
+/// credentials for the host means anonymous. Errors never quote the
+/// helper's output, which may hold the secret.
+fn credential_helper(
+    name: &str,
+    host: &str,
+    env: &impl Fn(&str) -> Option<String>,
+) -> Result<Option<Credentials>> {
+    use std::io::Write as _;
+    let program = format!("docker-credential-{name}");
+    let fail = |what: String| RegistryError {
+        place: host.to_owned(),
+        what,
+        unauthorized: false,
+    };
+    let path = env("PATH")
+        .and_then(|p| {
+            std::env::split_paths(&p)
+                .map(|d| d.join(&program))
+                .find(|c| c.is_file())
+        })
+        .ok_or_else(|| {
+            fail(format!(
+                "the Docker config names the credential helper {program}, which is not on PATH"
+            ))
+        })?;
+    let mut child = std::process::Command::new(&path)
+        .arg("get")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .map_err(|e| fail(format!("running {}: {e}", path.display())))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        // A helper that exits without reading is judged by its status.
+        let _ = stdin.write_all(host.as_bytes());
+    }
+    let out = child
+        .wait_with_output()
+        .map_err(|e| fail(format!("running {}: {e}", path.display())))?;
+    if !out.status.success() {
+        // "credentials not found in native keychain" and the like.
+        tracing::debug!("{program} has no credentials for {host} ({})", out.status);
+        return Ok(None);
+    }
+    #[derive(serde::Deserialize)]
+    #[serde(rename_all = "PascalCase")]
+    struct Reply {
+        username: String,
+        secret: String,
+    }
+    let reply: Reply = serde_json::from_slice(&out.stdout).map_err(|_| {
+        fail(format!(
+            "{program} get answered something other than {{\"Username\", \"Secret\"}}"
+        ))
+    })?;
+    Ok(Some(Credentials::new(
+        &reply.username,
+        &reply.secret,
+        &program,
+    )))
 }
 
 fn config_error(host: &str, path: &Path, what: &str) -> RegistryError {
@@ -253,17 +331,20 @@ fn config_error(host: &str, path: &Path, what: &str) -> RegistryError {
     }
 }
 
-/// The `auths` entry of a Docker config for `host` (keys may carry a
-/// scheme or a path, as `docker login` writes them). Errors never quote
-/// the file's content.
-fn docker_config_credentials(
-    text: &[u8],
-    host: &str,
-) -> std::result::Result<Option<(String, String)>, String> {
+/// What a Docker config holds for `host`, in Docker's order: a
+/// `credHelpers` entry for the host, else the `credsStore`, else the
+/// `auths` entry (keys may carry a scheme or a path, as `docker login`
+/// writes them). Errors never quote the file's content.
+fn docker_config_credentials(text: &[u8], host: &str) -> std::result::Result<FromConfig, String> {
     #[derive(serde::Deserialize)]
+    #[serde(rename_all = "camelCase")]
     struct Config {
         #[serde(default)]
         auths: HashMap<String, Entry>,
+        #[serde(default)]
+        cred_helpers: HashMap<String, String>,
+        #[serde(default)]
+        creds_store: Option<String>,
     }
     #[derive(serde::Deserialize)]
     struct Entry {
@@ -278,19 +359,28 @@ fn docker_config_credentials(
             e.column()
         )
     })?;
-    let entry = config.auths.iter().find_map(|(key, entry)| {
-        let key = key.split_once("://").map_or(key.as_str(), |(_, rest)| rest);
-        let key = key.split('/').next().unwrap_or_default();
-        (key == host).then_some(entry)
-    });
-    let Some(entry) = entry else {
-        return Ok(None);
+    let matches = |key: &str| {
+        let key = key.split_once("://").map_or(key, |(_, rest)| rest);
+        key.split('/').next().unwrap_or_default() == host
+    };
+    if let Some((_, helper)) = config.cred_helpers.iter().find(|(k, _)| matches(k)) {
+        return Ok(FromConfig::Helper(helper.clone()));
+    }
+    if let Some(store) = config.creds_store.filter(|s| !s.is_empty()) {
+        return Ok(FromConfig::Helper(store));
+    }
+    let Some(entry) = config
+        .auths
+        .iter()
+        .find_map(|(k, e)| matches(k).then_some(e))
+    else {
+        return Ok(FromConfig::Nothing);
     };
     if let (Some(u), Some(p)) = (&entry.username, &entry.password) {
-        return Ok(Some((u.clone(), p.clone())));
+        return Ok(FromConfig::Inline(u.clone(), p.clone()));
     }
     let Some(auth) = entry.auth.as_deref().filter(|a| !a.is_empty()) else {
-        return Ok(None);
+        return Ok(FromConfig::Nothing);
     };
     let decoded = BASE64
         .decode(auth.trim())
@@ -300,7 +390,7 @@ fn docker_config_credentials(
     let (u, p) = decoded
         .split_once(':')
         .ok_or_else(|| format!("the auth of {host} is not base64 of user:password"))?;
-    Ok(Some((u.to_owned(), p.to_owned())))
+    Ok(FromConfig::Inline(u.to_owned(), p.to_owned()))
 }
 
 // ---------------------------------------------------------------------------
@@ -1075,8 +1165,7 @@ mod tests {
             &path,
             format!(
                 r#"{{"auths": {{"https://127.0.0.1:5000/v2/": {{"auth": "{auth}"}},
-                   "registry.example.org": {{"username": "bob", "password": "pw"}}}},
-                   "credsStore": "none"}}"#
+                   "registry.example.org": {{"username": "bob", "password": "pw"}}}}}}"#
             ),
         )
         .unwrap();
@@ -1128,6 +1217,71 @@ mod tests {
             .to_string();
         assert!(
             e.contains("not a Docker config") && !e.contains("garbage"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn credential_helpers_are_asked_in_dockers_order() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        // A helper speaking the protocol: it knows one host.
+        let helper = |name: &str, user: &str| {
+            let path = dir.path().join(format!("docker-credential-{name}"));
+            std::fs::write(
+                &path,
+                format!(
+                    "#!/bin/sh\n[ \"$1\" = get ] || exit 2\nread host\n[ \"$host\" = 127.0.0.1:5000 ] || {{ echo 'credentials not found in native keychain'; exit 1; }}\necho '{{\"ServerURL\":\"127.0.0.1:5000\",\"Username\":\"{user}\",\"Secret\":\"helper-s3cret\"}}'\n"
+                ),
+            )
+            .unwrap();
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        };
+        helper("store", "from-store");
+        helper("special", "from-special");
+        std::fs::write(
+            dir.path().join("docker-credential-garbled"),
+            "#!/bin/sh\necho helper-s3cret\n",
+        )
+        .unwrap();
+        std::fs::set_permissions(
+            dir.path().join("docker-credential-garbled"),
+            std::fs::Permissions::from_mode(0o755),
+        )
+        .unwrap();
+        let config = dir.path().join("config.json");
+        std::fs::write(
+            &config,
+            r#"{"auths": {"127.0.0.1:5000": {}}, "credsStore": "store",
+                "credHelpers": {"127.0.0.1:5000": "special", "127.0.0.1:7000": "garbled", "127.0.0.1:8000": "missing"}}"#,
+        )
+        .unwrap();
+        let path = dir.path().to_string_lossy().into_owned();
+        let env = |k: &str| (k == "PATH").then(|| path.clone());
+        let c = Credentials::lookup("127.0.0.1:5000", env, Some(&config))
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (c.username.as_str(), c.password.as_str(), c.source.as_str()),
+            ("from-special", "helper-s3cret", "docker-credential-special")
+        );
+        // Not in credHelpers: the store, which knows nothing of this host.
+        assert_eq!(
+            Credentials::lookup("127.0.0.1:6000", env, Some(&config)).unwrap(),
+            None
+        );
+        let e = Credentials::lookup("127.0.0.1:7000", env, Some(&config))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("docker-credential-garbled get answered") && !e.contains("s3cret"),
+            "{e}"
+        );
+        let e = Credentials::lookup("127.0.0.1:8000", env, Some(&config))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("docker-credential-missing, which is not on PATH"),
             "{e}"
         );
     }
