@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use clap::Subcommand;
-use plinth::cache::Cache;
+use plinth::download::cache::Cache;
 use plinth::lock::LockOptions;
 use plinth::{Project, Silent};
 
@@ -79,7 +79,7 @@ fn images(root: &Path) -> Result<()> {
     let start = Instant::now();
     let mut unpacked = 0;
     for deb in &debs {
-        unpacked += plinth::deb::data_tar_size(deb)?;
+        unpacked += plinth::debian::deb::data_tar_size(deb)?;
     }
     let decompress = start.elapsed();
 
@@ -180,9 +180,9 @@ fn lock(root: &Path, runs: usize) -> Result<()> {
     let index = largest_index(&cache)?;
     let text = std::fs::read_to_string(&index)?;
     let parse = median(runs, || {
-        plinth::resolve::Universe::new("amd64", &[("bench", text.as_str())]).map(|_| ())
+        plinth::lock::resolve::Universe::new("amd64", &[("bench", text.as_str())]).map(|_| ())
     })?;
-    let stanzas = plinth::resolve::Universe::new("amd64", &[("bench", text.as_str())])?.len();
+    let stanzas = plinth::lock::resolve::Universe::new("amd64", &[("bench", text.as_str())])?.len();
     // Floor for parsing: one pass over the bytes looking for line ends.
     let scan = median(runs, || {
         Ok::<_, std::convert::Infallible>(std::hint::black_box(memchr_count(text.as_bytes())))

@@ -11,7 +11,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use plinth::Project;
-use plinth::cache::Cache;
+use plinth::download::cache::Cache;
 use plinth::lock::LockOptions;
 
 #[derive(Parser)]
@@ -91,7 +91,7 @@ fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Lock { check: true } => {
             let project = Project::open(&root)?;
-            plinth::lock::check(&project)?;
+            project.lockfiles()?;
             println!("lockfiles match the image definitions");
         }
         Command::Lock { check: false } => {
@@ -155,7 +155,7 @@ fn run(cli: Cli) -> Result<()> {
             )?;
             // Application binaries are compiled afresh too.
             options.app_target_dir = scratch.path().join("apps");
-            let reference = against.unwrap_or_else(|| plinth::build::default_out_dir(&root));
+            let reference = against.unwrap_or_else(|| plinth::default_out_dir(&root));
             let report = plinth::verify::verify(
                 &project,
                 &cache,
@@ -192,7 +192,7 @@ fn build_options(
 ) -> Result<plinth::build::BuildOptions> {
     // The cargo that runs this xtask builds the applications too.
     let cargo = std::env::var_os("CARGO").map_or_else(|| PathBuf::from("cargo"), PathBuf::from);
-    let apps = plinth::app::discover(root, &cargo, &project.definitions)?;
+    let apps = plinth::apps::discover(root, &cargo, &project.definitions)?;
     let source_date_epoch = match std::env::var("SOURCE_DATE_EPOCH") {
         Ok(v) if !v.is_empty() => Some(
             v.parse()
@@ -201,7 +201,7 @@ fn build_options(
         _ => None,
     };
     Ok(plinth::build::BuildOptions {
-        out_dir: out.unwrap_or_else(|| plinth::build::default_out_dir(root)),
+        out_dir: out.unwrap_or_else(|| plinth::default_out_dir(root)),
         layer_cache: Some(root.join("target/plinth-layers")),
         offline,
         images,
@@ -214,7 +214,7 @@ fn build_options(
     })
 }
 
-fn print_summary(tags: &[plinth::build::TagSummary]) {
+fn print_summary(tags: &[plinth::digests::TagSummary]) {
     println!(
         "{:<22} {:<14} {:<20} {:>16} {:>7}",
         "IMAGE", "TAG", "INDEX DIGEST", "MB (PER ARCH)", "LAYERS"

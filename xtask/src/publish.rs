@@ -39,9 +39,7 @@ pub fn run(root: &Path, args: PublishArgs) -> Result<()> {
     let client = Client::new(target, credentials, ClientOptions::default());
     let recorded = RecordedDigests::read(&RecordedDigests::path(&root.join("lockfiles")))?;
     let options = PublishOptions {
-        out_dir: args
-            .out
-            .unwrap_or_else(|| plinth::build::default_out_dir(root)),
+        out_dir: args.out.unwrap_or_else(|| plinth::default_out_dir(root)),
         images: args.images,
         tags: args.tags,
         dry_run: args.dry_run,
@@ -105,7 +103,7 @@ fn megabytes(bytes: u64) -> String {
 /// pushes the same images, without SBOMs or per-arch tags).
 pub fn bench(root: &Path) -> Result<()> {
     let recorded = RecordedDigests::read(&RecordedDigests::path(&root.join("lockfiles")))?;
-    let out_dir = plinth::build::default_out_dir(root);
+    let out_dir = plinth::default_out_dir(root);
     let options = PublishOptions {
         out_dir: out_dir.clone(),
         images: Vec::new(),

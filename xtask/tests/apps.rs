@@ -13,7 +13,7 @@ use std::process::Command;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use plinth::elf::{ElfError, ImageTree};
+use plinth::apps::elf::{ElfError, ImageTree};
 use plinth::oci::{Index, Manifest};
 use support::{Container, Mount};
 
@@ -250,7 +250,7 @@ fn sboms_list_the_debian_packages_and_the_crates_inside() {
 fn rebuilding_from_a_fresh_cargo_target_gives_the_recorded_digests() {
     let root = root();
     let project = plinth::Project::open(&root).unwrap();
-    let cache = plinth::cache::Cache::from_env().unwrap();
+    let cache = plinth::download::cache::Cache::from_env().unwrap();
     let cargo = std::env::var_os("CARGO").map_or_else(|| PathBuf::from("cargo"), PathBuf::from);
     let fresh = scratch().join("fresh");
     let options = plinth::build::BuildOptions {
@@ -261,7 +261,7 @@ fn rebuilding_from_a_fresh_cargo_target_gives_the_recorded_digests() {
         source_date_epoch: None,
         fetch: Default::default(),
         apt_dir: "/etc/apt".into(),
-        apps: plinth::app::discover(&root, &cargo, &project.definitions).unwrap(),
+        apps: plinth::apps::discover(&root, &cargo, &project.definitions).unwrap(),
         app_target_dir: fresh.join("cargo-target"),
         cargo,
     };
@@ -316,7 +316,7 @@ fn a_binary_needing_a_library_the_base_lacks_is_refused() {
         return;
     };
     let tree = image_tree("base-nossl-debian13", "nonroot-amd64");
-    let err = plinth::elf::check("needs-libz", &needs_z, "amd64", &tree).unwrap_err();
+    let err = plinth::apps::elf::check("needs-libz", &needs_z, "amd64", &tree).unwrap_err();
     assert!(
         matches!(&err, ElfError::MissingLibrary { library, needed_by: None, .. } if library == "libz.so.1"),
         "{err:?}"
@@ -328,7 +328,7 @@ fn a_binary_needing_a_library_the_base_lacks_is_refused() {
         "{err}"
     );
     // A dynamically linked binary on `static`: no loader there.
-    let err = plinth::elf::check(
+    let err = plinth::apps::elf::check(
         "needs-libz",
         &needs_z,
         "amd64",
@@ -340,7 +340,7 @@ fn a_binary_needing_a_library_the_base_lacks_is_refused() {
         "is dynamically linked, but the image has no /lib64/ld-linux-x86-64.so.2 (its dynamic loader)"
     );
     // And for the wrong machine.
-    let err = plinth::elf::check("needs-libz", &needs_z, "arm64", &tree).unwrap_err();
+    let err = plinth::apps::elf::check("needs-libz", &needs_z, "arm64", &tree).unwrap_err();
     assert!(matches!(err, ElfError::WrongMachine { .. }), "{err:?}");
 }
 
@@ -379,14 +379,14 @@ fn a_binary_needing_a_newer_glibc_is_refused_as_the_loader_would() {
         return;
     };
     let old = image_tree("base-nossl-debian12", "nonroot-amd64");
-    let err = plinth::elf::check("needs-glibc", &binary, "amd64", &old).unwrap_err();
+    let err = plinth::apps::elf::check("needs-glibc", &binary, "amd64", &old).unwrap_err();
     assert_eq!(
         err.to_string(),
         "needs symbol version GLIBC_2.38 of libc.so.6, which the image's /usr/lib/x86_64-linux-gnu/libc.so.6 (from libc6) does not define (its newest is GLIBC_2.36)"
     );
     let new = image_tree("base-nossl-debian13", "nonroot-amd64");
     assert_eq!(
-        plinth::elf::check("needs-glibc", &binary, "amd64", &new),
+        plinth::apps::elf::check("needs-glibc", &binary, "amd64", &new),
         Ok(())
     );
 
@@ -465,7 +465,7 @@ fn fixture_workspace(links_zlib: bool) -> PathBuf {
 /// `cargo xtask images` as a workspace with `root` would run it; the error.
 fn refusal(root: &Path) -> String {
     let project = plinth::Project::open(root).unwrap();
-    let cache = plinth::cache::Cache::from_env().unwrap();
+    let cache = plinth::download::cache::Cache::from_env().unwrap();
     let cargo = std::env::var_os("CARGO").map_or_else(|| PathBuf::from("cargo"), PathBuf::from);
     let options = plinth::build::BuildOptions {
         out_dir: root.join("target/images"),
@@ -475,7 +475,7 @@ fn refusal(root: &Path) -> String {
         source_date_epoch: None,
         fetch: Default::default(),
         apt_dir: "/etc/apt".into(),
-        apps: plinth::app::discover(root, &cargo, &project.definitions).unwrap(),
+        apps: plinth::apps::discover(root, &cargo, &project.definitions).unwrap(),
         app_target_dir: root.join("target/apps"),
         cargo,
     };

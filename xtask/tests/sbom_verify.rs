@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
-use plinth::entry::EntryKind;
+use plinth::tarfs::EntryKind;
 
 fn xtask() -> Command {
     Command::new(env!("CARGO_BIN_EXE_xtask"))
@@ -50,7 +50,7 @@ fn files_with_suffix(dir: &Path, suffix: &str) -> Vec<PathBuf> {
 }
 
 /// Every tag `lockfiles/digests.toml` records: what a full build makes.
-fn recorded_tags() -> Vec<plinth::build::TagSummary> {
+fn recorded_tags() -> Vec<plinth::digests::TagSummary> {
     let lockfiles = Path::new(env!("CARGO_MANIFEST_DIR")).join("../lockfiles");
     let path = plinth::digests::RecordedDigests::path(&lockfiles);
     plinth::digests::RecordedDigests::read(&path).unwrap().image

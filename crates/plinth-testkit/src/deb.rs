@@ -544,20 +544,32 @@ impl DebBuilder {
                 &data,
             ),
         ];
-        let mut out = Vec::new();
-        {
-            let mut ar = ar::Builder::new(&mut out);
-            for (name, bytes) in members {
-                let mut header = ar::Header::new(name.into_bytes(), bytes.len() as u64);
-                header.set_mtime(self.mtime);
-                header.set_uid(0);
-                header.set_gid(0);
-                header.set_mode(0o100644);
-                ar.append(&header, bytes).expect("ar into memory");
-            }
-        }
-        out
+        let members: Vec<(&str, &[u8])> = members.iter().map(|(n, b)| (n.as_str(), *b)).collect();
+        ar_archive(&members, self.mtime)
     }
+}
+
+/// An `ar` archive of `members` in the common format `dpkg-deb` writes:
+/// owner 0:0, mode 100644, `mtime` on every member, odd sizes padded with
+/// a newline. Names are written as given (up to 16 bytes), so tests can
+/// make GNU-style (`name/`), reserved (`_gpgorigin`) or unknown members.
+pub fn ar_archive(members: &[(&str, &[u8])], mtime: u64) -> Vec<u8> {
+    let mut out = b"!<arch>\n".to_vec();
+    for (name, data) in members {
+        let header = format!(
+            "{name:<16}{mtime:<12}{:<6}{:<6}{:<8}{:<10}`\n",
+            0,
+            0,
+            "100644",
+            data.len()
+        );
+        out.extend_from_slice(header.as_bytes());
+        out.extend_from_slice(data);
+        if data.len() % 2 == 1 {
+            out.push(b'\n');
+        }
+    }
+    out
 }
 
 /// Reads the `control` stanza out of a `.deb`, whatever its compression.

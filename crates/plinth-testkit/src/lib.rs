@@ -64,7 +64,7 @@ pub mod repo;
 pub mod server;
 
 pub use compress::Compression;
-pub use deb::{DebBuilder, EntryKind, RawEntry};
+pub use deb::{DebBuilder, EntryKind, RawEntry, ar_archive};
 pub use keys::{KeyAlgorithm, KeySpec, SigningKey, clearsign, clearsign_at, detached_sign_at};
 pub use repo::{Archive, PoolEntry, SuiteSpec};
 pub use server::Server;

@@ -9,9 +9,36 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::build::TagSummary;
-use crate::definitions::one_line;
-use crate::project::{Error, Result};
+use crate::error::{Error, Result};
+use crate::support::fs::write_if_changed;
+use crate::support::text::one_line;
+
+/// One built tag of one image repository: every digest it is known by.
+/// `lockfiles/digests.toml` records these; `verify` compares them.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct TagSummary {
+    pub repository: String,
+    pub tag: String,
+    pub index: String,
+    /// The SBOM documents of the whole multi-arch tag.
+    pub spdx: String,
+    pub cyclonedx: String,
+    pub platform: Vec<PlatformSummary>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct PlatformSummary {
+    pub architecture: String,
+    pub manifest: String,
+    pub spdx: String,
+    pub cyclonedx: String,
+    /// Layer digests, bottom to top.
+    pub layers: Vec<String>,
+    /// Compressed bytes of all layers.
+    pub size: u64,
+}
 
 pub const FILE_NAME: &str = "digests.toml";
 const HEADER: &str =
@@ -63,14 +90,10 @@ impl RecordedDigests {
     pub fn write(&self, path: &Path) -> Result<bool> {
         let body = toml::to_string(self).map_err(|e| Error::Output(e.to_string()))?;
         let text = format!("{HEADER}{body}");
-        if std::fs::read_to_string(path).is_ok_and(|old| old == text) {
-            return Ok(false);
-        }
-        crate::fsutil::write_atomically(path, text.as_bytes()).map_err(|source| Error::Io {
+        write_if_changed(path, text.as_bytes()).map_err(|source| Error::Io {
             path: path.to_owned(),
             source,
-        })?;
-        Ok(true)
+        })
     }
 
     /// Every difference between the record and a fresh build, one line
@@ -150,7 +173,6 @@ fn compare<const N: usize>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::build::PlatformSummary;
 
     fn tag(repo: &str, tag: &str, layer: &str) -> TagSummary {
         TagSummary {

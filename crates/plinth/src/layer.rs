@@ -1,19 +1,16 @@
-//! Tar layers: the deterministic writer (sorted GNU tar, gzip with a frozen
-//! compressor, both hashes taken while writing) and the reader that turns a
-//! tar stream (an image layer, or a `.deb`'s `data.tar`) back into [`Entry`]s.
+//! Image layers: a deterministic tar stream ([`crate::tarfs`]) compressed
+//! with a frozen gzip, and both hashes an OCI image names it by, taken
+//! while writing; and the reverse, for `verify` and the application check.
 //!
 //! Every byte of a written layer is a function of the entries and the epoch:
 //! nothing comes from the host, the clock or the order the caller used.
 
-use std::collections::HashMap;
-use std::io::{self, Read, Write};
-use std::sync::Arc;
+use std::io::{self, Write};
 
 use flate2::{Compression, GzBuilder};
 use sha2::{Digest, Sha256};
-use tar::{EntryType, Header};
 
-use crate::entry::{Entry, EntryKind};
+use crate::tarfs::{Entry, TarError, read_tar, write_tar};
 
 /// A gzip-compressed tar layer and the two hashes an OCI image names it by.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -28,60 +25,6 @@ pub struct Layer {
     pub size: u64,
 }
 
-/// Why entries could not be written as a layer, or a tar stream read back.
-#[derive(Debug, thiserror::Error)]
-pub enum LayerError {
-    #[error("entry {path:?}: invalid path: {why}")]
-    InvalidPath { path: String, why: &'static str },
-    #[error("entry {path}: path appears more than once")]
-    Duplicate { path: String },
-    #[error("entry {path}: parent {parent} is not a directory entry earlier in the layer")]
-    MissingParent { path: String, parent: String },
-    #[error("entry {path}: mode {mode:#o} has bits outside 0o7777")]
-    Mode { path: String, mode: u32 },
-    #[error("entry {path}: symlink target {target:?}: {why}")]
-    SymlinkTarget {
-        path: String,
-        target: String,
-        why: &'static str,
-    },
-    #[error("entry {path}: hard link target {target:?}: {why}")]
-    HardlinkTarget {
-        path: String,
-        target: String,
-        why: &'static str,
-    },
-    #[error("writing layer: {source}")]
-    Write { source: io::Error },
-    #[error("reading tar stream: {source}")]
-    Read { source: io::Error },
-    #[error("tar entry {path:?}: {source}")]
-    Header { path: String, source: io::Error },
-    #[error("tar entry {path:?}: name is not UTF-8")]
-    NotUtf8 { path: String },
-    #[error(
-        "tar entry {path}: {kind} entries are not supported (expected directory, regular file, symlink or hard link)"
-    )]
-    Unsupported { path: String, kind: String },
-    #[error(
-        "tar entry {path}: expected {expected} bytes of contents, the stream ends after {found}"
-    )]
-    ShortContents {
-        path: String,
-        expected: u64,
-        found: u64,
-    },
-    #[error("tar stream ends without an end-of-archive block")]
-    Truncated,
-}
-
-const BLOCK: usize = 512;
-
-/// Names this long or longer go into a GNU long-name record, as GNU tar does
-/// for its own (old GNU) format, so the header's name field is always
-/// NUL-terminated.
-const NAME_FIELD: usize = 100;
-
 /// The gzip header's OS byte: 255 ("unknown"), as Go's compress/gzip writes,
 /// so it never says where the layer was built.
 const GZIP_OS_UNKNOWN: u8 = 255;
@@ -89,30 +32,21 @@ const GZIP_OS_UNKNOWN: u8 = 255;
 /// The frozen gzip level; changing it changes every digest.
 const GZIP_LEVEL: u32 = 6;
 
-/// Writes `entries` as one gzip-compressed GNU tar layer.
-///
-/// The input order does not matter: entries are sorted by path bytes. Every
+/// Writes `entries` as one gzip-compressed GNU tar layer./// The input order does not matter: entries are sorted by path bytes. Every
 /// entry's parent must be a directory entry, a hard link's target must be a
 /// regular file in the layer, and mtimes later than `epoch` are clamped to it.
-pub fn write_layer(entries: &[Entry], epoch: u64) -> Result<Layer, LayerError> {
-    let mut sorted: Vec<&Entry> = entries.iter().collect();
-    sorted.sort_unstable_by(|a, b| a.path.as_bytes().cmp(b.path.as_bytes()));
-    check_layer(&sorted)?;
-
+pub fn write_layer(entries: &[Entry], epoch: u64) -> Result<Layer, TarError> {
     let gzip = GzBuilder::new()
         .mtime(0)
         .operating_system(GZIP_OS_UNKNOWN)
         .write(Hashing::new(Vec::new()), Compression::new(GZIP_LEVEL));
     let mut tar = Hashing::new(gzip);
-    let write_err = |source| LayerError::Write { source };
-    for entry in &sorted {
-        write_entry(&mut tar, entry, epoch).map_err(write_err)?;
-    }
-    // End of archive: two zero blocks, no padding to a record size.
-    tar.write_all(&[0; 2 * BLOCK]).map_err(write_err)?;
-
+    write_tar(&mut tar, entries, epoch)?;
     let (gzip, diff_id) = tar.finish();
-    let (blob, digest) = gzip.finish().map_err(write_err)?.finish();
+    let (blob, digest) = gzip
+        .finish()
+        .map_err(|source| TarError::Write { source })?
+        .finish();
     let size = blob.len() as u64;
     Ok(Layer {
         blob,
@@ -120,192 +54,6 @@ pub fn write_layer(entries: &[Entry], epoch: u64) -> Result<Layer, LayerError> {
         diff_id: format!("sha256:{diff_id:x}"),
         size,
     })
-}
-
-/// Checks a path-sorted entry list against the layer rules before any byte is
-/// written, so that a bad input never yields a partial layer.
-fn check_layer(sorted: &[&Entry]) -> Result<(), LayerError> {
-    let find = |path: &str| {
-        sorted
-            .binary_search_by(|e| e.path.as_bytes().cmp(path.as_bytes()))
-            .ok()
-            .and_then(|i| sorted.get(i).map(|e| (i, *e)))
-    };
-    let mut previous: Option<&str> = None;
-    for (index, entry) in sorted.iter().enumerate() {
-        let path = entry.path.as_str();
-        check_path(path).map_err(|why| LayerError::InvalidPath {
-            path: path.to_owned(),
-            why,
-        })?;
-        if previous == Some(path) {
-            return Err(LayerError::Duplicate {
-                path: path.to_owned(),
-            });
-        }
-        previous = Some(path);
-        if entry.mode & !0o7777 != 0 {
-            return Err(LayerError::Mode {
-                path: path.to_owned(),
-                mode: entry.mode,
-            });
-        }
-        if let Some((parent, _)) = path.rsplit_once('/')
-            && !matches!(find(parent), Some((_, p)) if p.is_dir())
-        {
-            return Err(LayerError::MissingParent {
-                path: path.to_owned(),
-                parent: parent.to_owned(),
-            });
-        }
-        match &entry.kind {
-            EntryKind::Dir | EntryKind::File(_) => {}
-            EntryKind::Symlink(target) => {
-                let why = if target.is_empty() {
-                    Some("empty")
-                } else if target.contains('\0') {
-                    Some("contains NUL")
-                } else {
-                    None
-                };
-                if let Some(why) = why {
-                    return Err(LayerError::SymlinkTarget {
-                        path: path.to_owned(),
-                        target: target.clone(),
-                        why,
-                    });
-                }
-            }
-            EntryKind::Hardlink(target) => {
-                let fail = |why| LayerError::HardlinkTarget {
-                    path: path.to_owned(),
-                    target: target.clone(),
-                    why,
-                };
-                check_path(target).map_err(fail)?;
-                match find(target) {
-                    None => return Err(fail("not in the layer")),
-                    Some((i, t)) => {
-                        if !matches!(t.kind, EntryKind::File(_)) {
-                            return Err(fail("not a regular file"));
-                        }
-                        if i >= index {
-                            return Err(fail("does not sort before the link"));
-                        }
-                    }
-                }
-            }
-        }
-    }
-    Ok(())
-}
-
-/// The `Entry::path` form: relative, no empty, `.` or `..` components, no NUL.
-fn check_path(path: &str) -> Result<(), &'static str> {
-    if path.is_empty() {
-        return Err("empty");
-    }
-    if path.starts_with('/') {
-        return Err("absolute");
-    }
-    if path.contains('\0') {
-        return Err("contains NUL");
-    }
-    for component in path.split('/') {
-        match component {
-            "" => return Err("empty component"),
-            "." => return Err("`.` component"),
-            ".." => return Err("`..` component"),
-            _ => {}
-        }
-    }
-    Ok(())
-}
-
-fn write_entry<W: Write>(out: &mut W, entry: &Entry, epoch: u64) -> io::Result<()> {
-    let mut header = Header::new_gnu();
-    header.set_mode(entry.mode);
-    header.set_uid(entry.uid);
-    header.set_gid(entry.gid);
-    header.set_mtime(entry.mtime.min(epoch));
-    let mut name = entry.path.as_bytes().to_vec();
-    let (kind, contents, link): (EntryType, &[u8], Option<&str>) = match &entry.kind {
-        EntryKind::Dir => {
-            name.push(b'/');
-            (EntryType::Directory, &[], None)
-        }
-        EntryKind::File(data) => (EntryType::Regular, data, None),
-        EntryKind::Symlink(target) => (EntryType::Symlink, &[], Some(target)),
-        EntryKind::Hardlink(target) => (EntryType::Link, &[], Some(target)),
-    };
-    header.set_entry_type(kind);
-    header.set_size(contents.len() as u64);
-
-    set_long(
-        out,
-        &mut header.as_old_mut().name,
-        &name,
-        EntryType::GNULongName,
-    )?;
-    if let Some(link) = link {
-        set_long(
-            out,
-            &mut header.as_old_mut().linkname,
-            link.as_bytes(),
-            EntryType::GNULongLink,
-        )?;
-    }
-    header.set_cksum();
-    out.write_all(header.as_bytes())?;
-    out.write_all(contents)?;
-    pad(out, contents.len())
-}
-
-/// Puts `value` in a header field, or, when it does not fit with a NUL, in a
-/// GNU long-name record written first (the field then holds a prefix, which
-/// readers ignore). The record's own header is fixed, so long names are as
-/// deterministic as short ones.
-fn set_long<W: Write>(
-    out: &mut W,
-    field: &mut [u8; NAME_FIELD],
-    value: &[u8],
-    kind: EntryType,
-) -> io::Result<()> {
-    let fits = value.len() < NAME_FIELD;
-    let shown = value.get(..NAME_FIELD - 1).unwrap_or(value);
-    field.fill(0);
-    if let Some(dst) = field.get_mut(..shown.len()) {
-        dst.copy_from_slice(shown);
-    }
-    if fits {
-        return Ok(());
-    }
-    let mut record = Header::new_gnu();
-    let tag = b"././@LongLink";
-    if let Some(dst) = record.as_old_mut().name.get_mut(..tag.len()) {
-        dst.copy_from_slice(tag);
-    }
-    record.set_mode(0o644);
-    record.set_uid(0);
-    record.set_gid(0);
-    record.set_mtime(0);
-    record.set_entry_type(kind);
-    // The stored name carries its terminating NUL, as GNU tar writes it.
-    let len = value.len() + 1;
-    record.set_size(len as u64);
-    record.set_cksum();
-    out.write_all(record.as_bytes())?;
-    out.write_all(value)?;
-    out.write_all(&[0])?;
-    pad(out, len)
-}
-
-fn pad<W: Write>(out: &mut W, len: usize) -> io::Result<()> {
-    let rest = len % BLOCK;
-    if rest == 0 {
-        return Ok(());
-    }
-    out.write_all(&[0; BLOCK][rest..])
 }
 
 /// A writer that hashes what passes through it, so that both digests come
@@ -344,254 +92,19 @@ impl<W: Write> Write for Hashing<W> {
 /// Reads a gzip-compressed layer back into entries (in archive order), with
 /// the same path rules as the `.deb` reader. Used by `verify` to explain how
 /// two layers differ.
-pub fn read_layer(blob: &[u8]) -> Result<Vec<Entry>, LayerError> {
+pub fn read_layer(blob: &[u8]) -> Result<Vec<Entry>, TarError> {
     read_tar(flate2::bufread::MultiGzDecoder::new(blob))
-}
-
-/// Largest up-front allocation for one file's contents: the size field is
-/// untrusted until the bytes have actually arrived.
-const MAX_PREALLOC: u64 = 64 << 20;
-
-/// Reads a whole tar stream into entries, in archive order.
-///
-/// Names are checked on their raw bytes (after GNU long-name or PAX records
-/// are applied): a leading `./` is dropped, the root entry is skipped, a
-/// directory's trailing `/` is dropped, and absolute names, empty, `.` or `..`
-/// components, NUL and non-UTF-8 names are errors. Hard-link targets follow
-/// the same rules and must name an earlier regular file of the stream.
-/// Symlink targets are kept verbatim. The stream must end with an
-/// end-of-archive block, and is then read to its end so that a compressed
-/// stream's own integrity checks run.
-pub(crate) fn read_tar<R: Read>(reader: R) -> Result<Vec<Entry>, LayerError> {
-    let read_err = |source| LayerError::Read { source };
-    let mut archive = tar::Archive::new(Counting {
-        inner: reader,
-        count: 0,
-    });
-    let mut entries: Vec<Entry> = Vec::new();
-    let mut index: HashMap<String, usize> = HashMap::new();
-    // Where the end-of-archive block must start: just past the last entry.
-    let mut end = 0u64;
-    for item in archive.entries().map_err(read_err)? {
-        let mut tar_entry = item.map_err(read_err)?;
-        let size = tar_entry.size();
-        end = tar_entry
-            .raw_file_position()
-            .checked_add(size.div_ceil(BLOCK as u64) * BLOCK as u64)
-            .ok_or(LayerError::Truncated)?;
-        if let Some(entry) = convert(&mut tar_entry, &entries, &index)? {
-            if index.insert(entry.path.clone(), entries.len()).is_some() {
-                return Err(LayerError::Duplicate { path: entry.path });
-            }
-            entries.push(entry);
-        }
-    }
-    let mut rest = archive.into_inner();
-    // The tar crate treats a clean EOF at a header boundary like the
-    // end-of-archive block; only the byte count tells the two apart.
-    if rest.count != end + BLOCK as u64 {
-        return Err(LayerError::Truncated);
-    }
-    io::copy(&mut rest, &mut io::sink()).map_err(read_err)?;
-    Ok(entries)
-}
-
-/// Turns one tar entry into an `Entry`; `None` for the root directory.
-fn convert<R: Read>(
-    tar_entry: &mut tar::Entry<'_, R>,
-    earlier: &[Entry],
-    index: &HashMap<String, usize>,
-) -> Result<Option<Entry>, LayerError> {
-    let raw_path = tar_entry.path_bytes().into_owned();
-    let lossy = || String::from_utf8_lossy(&raw_path).into_owned();
-    let kind_byte = tar_entry.header().entry_type();
-    let is_dir = kind_byte.is_dir();
-    let Some(path) = normalise(&raw_path, is_dir)? else {
-        if is_dir {
-            return Ok(None);
-        }
-        return Err(LayerError::InvalidPath {
-            path: lossy(),
-            why: "root entry is not a directory",
-        });
-    };
-    let header_err = |source| LayerError::Header {
-        path: path.clone(),
-        source,
-    };
-    let header = tar_entry.header();
-    let mode = header.mode().map_err(header_err)? & 0o7777;
-    let uid = header.uid().map_err(header_err)?;
-    let gid = header.gid().map_err(header_err)?;
-    let mut mtime = header.mtime().map_err(header_err)?;
-    if let Some(pax_mtime) = pax_mtime(tar_entry).map_err(header_err)? {
-        mtime = pax_mtime;
-    }
-
-    let kind = if is_dir {
-        EntryKind::Dir
-    } else if kind_byte.is_file() || kind_byte.is_contiguous() {
-        EntryKind::File(read_contents(tar_entry, &path)?)
-    } else if kind_byte.is_symlink() {
-        let target = link_name(tar_entry, &path)?;
-        if target.is_empty() || target.contains('\0') {
-            return Err(LayerError::SymlinkTarget {
-                path,
-                target,
-                why: "empty or contains NUL",
-            });
-        }
-        EntryKind::Symlink(target)
-    } else if kind_byte.is_hard_link() {
-        let raw = link_name(tar_entry, &path)?;
-        let fail = |why| LayerError::HardlinkTarget {
-            path: path.clone(),
-            target: raw.clone(),
-            why,
-        };
-        let target = match normalise(raw.as_bytes(), false) {
-            Ok(Some(target)) => target,
-            Ok(None) => return Err(fail("names the root")),
-            Err(LayerError::InvalidPath { why, .. }) => return Err(fail(why)),
-            Err(other) => return Err(other),
-        };
-        // A link to a link is flattened to the file, which is what it means.
-        match index.get(&target).and_then(|&i| earlier.get(i)) {
-            Some(Entry {
-                kind: EntryKind::File(_),
-                ..
-            }) => EntryKind::Hardlink(target),
-            Some(Entry {
-                kind: EntryKind::Hardlink(file),
-                ..
-            }) => EntryKind::Hardlink(file.clone()),
-            Some(_) => return Err(fail("not a regular file")),
-            None => return Err(fail("not an earlier entry of the archive")),
-        }
-    } else {
-        let kind = if kind_byte.is_character_special() {
-            "character device".to_owned()
-        } else if kind_byte.is_block_special() {
-            "block device".to_owned()
-        } else if kind_byte.is_fifo() {
-            "fifo".to_owned()
-        } else if kind_byte.is_gnu_sparse() {
-            "GNU sparse file".to_owned()
-        } else if kind_byte.is_pax_global_extensions() {
-            "pax global header".to_owned()
-        } else {
-            format!("type {:?}", char::from(kind_byte.as_byte()))
-        };
-        return Err(LayerError::Unsupported { path, kind });
-    };
-    Ok(Some(Entry {
-        path,
-        kind,
-        mode,
-        uid,
-        gid,
-        mtime,
-    }))
-}
-
-/// Applies the path rules to a raw tar name; `None` is the root (`./`, `.`).
-fn normalise(raw: &[u8], is_dir: bool) -> Result<Option<String>, LayerError> {
-    let invalid = |why| LayerError::InvalidPath {
-        path: String::from_utf8_lossy(raw).into_owned(),
-        why,
-    };
-    if raw == b"./" || raw == b"." {
-        return Ok(None);
-    }
-    let mut name = raw.strip_prefix(b"./").unwrap_or(raw);
-    if is_dir {
-        name = name.strip_suffix(b"/").unwrap_or(name);
-    }
-    if memchr::memchr(0, name).is_some() {
-        return Err(invalid("contains NUL"));
-    }
-    let name = std::str::from_utf8(name).map_err(|_| LayerError::NotUtf8 {
-        path: String::from_utf8_lossy(raw).into_owned(),
-    })?;
-    check_path(name).map_err(invalid)?;
-    Ok(Some(name.to_owned()))
-}
-
-fn link_name<R: Read>(tar_entry: &tar::Entry<'_, R>, path: &str) -> Result<String, LayerError> {
-    let raw = tar_entry.link_name_bytes().unwrap_or_default();
-    String::from_utf8(raw.into_owned()).map_err(|_| LayerError::NotUtf8 {
-        path: format!("{path} (link target)"),
-    })
-}
-
-/// A PAX `mtime` record overrides the header's, as in every tar reader; the
-/// fraction is dropped because entries carry whole seconds.
-fn pax_mtime<R: Read>(tar_entry: &mut tar::Entry<'_, R>) -> io::Result<Option<u64>> {
-    let Some(extensions) = tar_entry.pax_extensions()? else {
-        return Ok(None);
-    };
-    for extension in extensions {
-        let extension = extension?;
-        if extension.key_bytes() == b"mtime" {
-            let value = extension.value_bytes();
-            let whole = value.split(|&b| b == b'.').next().unwrap_or(value);
-            let parsed = std::str::from_utf8(whole)
-                .ok()
-                .and_then(|s| s.parse::<u64>().ok());
-            return match parsed {
-                Some(seconds) => Ok(Some(seconds)),
-                None => Err(io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    format!(
-                        "pax mtime {:?} is not a non-negative number of seconds",
-                        String::from_utf8_lossy(value)
-                    ),
-                )),
-            };
-        }
-    }
-    Ok(None)
-}
-
-fn read_contents<R: Read>(
-    tar_entry: &mut tar::Entry<'_, R>,
-    path: &str,
-) -> Result<Arc<[u8]>, LayerError> {
-    let expected = tar_entry.size();
-    let mut contents = Vec::with_capacity(expected.min(MAX_PREALLOC) as usize);
-    tar_entry
-        .read_to_end(&mut contents)
-        .map_err(|source| LayerError::Read { source })?;
-    let found = contents.len() as u64;
-    if found != expected {
-        return Err(LayerError::ShortContents {
-            path: path.to_owned(),
-            expected,
-            found,
-        });
-    }
-    Ok(Arc::from(contents))
-}
-
-/// Counts the bytes the tar reader consumed, which is how a missing
-/// end-of-archive block is told from a present one.
-struct Counting<R> {
-    inner: R,
-    count: u64,
-}
-
-impl<R: Read> Read for Counting<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.count += n as u64;
-        Ok(n)
-    }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use std::io::Read;
     use std::process::Command;
+
+    use tar::{EntryType, Header};
+
+    use super::*;
+    use crate::tarfs::EntryKind;
 
     const EPOCH: u64 = 1_700_000_000;
 

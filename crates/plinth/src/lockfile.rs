@@ -1,6 +1,10 @@
 //! Lockfiles: `lockfiles/<distribution>.lock.toml`, the only package input
 //! of a build. Stably ordered, so a re-lock with no archive change is
 //! byte-identical and an upgrade is a small readable diff.
+//!
+//! It owns the format, the freshness check against the definitions (which
+//! needs no network), and the diff a re-lock prints. A build reads every
+//! lockfile once, through [`Lockfiles::load`].
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -8,7 +12,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::definitions::one_line;
+use crate::definitions::Definitions;
+use crate::support::text::one_line;
 
 pub const FORMAT_VERSION: u32 = 1;
 const HEADER: &str =
@@ -27,6 +32,9 @@ pub enum LockfileError {
         "{path}: lock format {found}, this plinth reads {FORMAT_VERSION}; run `cargo xtask lock`"
     )]
     Format { path: PathBuf, found: u32 },
+    /// The lockfile does not match the image definitions.
+    #[error("{path}: {why}; run `cargo xtask lock`")]
+    Stale { path: PathBuf, why: String },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -129,12 +137,21 @@ impl Lockfile {
     /// Writes to a temporary file beside `path` and renames it into place,
     /// so a failure never leaves a half-written lockfile.
     pub fn write(&self, path: &Path) -> Result<(), LockfileError> {
-        crate::fsutil::write_atomically(path, self.to_toml().as_bytes()).map_err(|source| {
+        crate::support::fs::write_atomically(path, self.to_toml().as_bytes()).map_err(|source| {
             LockfileError::Io {
                 path: path.to_owned(),
                 source,
             }
         })
+    }
+
+    /// The freshness error for this lockfile at `path`: `why` it no longer
+    /// matches the definitions.
+    pub fn stale(path: &Path, why: String) -> LockfileError {
+        LockfileError::Stale {
+            path: path.to_owned(),
+            why,
+        }
     }
 
     pub fn packages(&self, arch: &str) -> &[LockedPackage] {
@@ -149,6 +166,54 @@ impl Lockfile {
         self.image
             .iter()
             .find(|i| i.name == name && i.architecture == arch)
+    }
+}
+
+/// Every distribution's lockfile, read once and known to match the
+/// definitions it was made from.
+#[derive(Debug, Clone)]
+pub struct Lockfiles {
+    dir: PathBuf,
+    by_distribution: BTreeMap<String, Lockfile>,
+}
+
+impl Lockfiles {
+    /// Reads the lockfile of every distribution in `definitions` from
+    /// `dir`, failing on the first that is missing, unreadable or made
+    /// from other definitions.
+    pub fn load(definitions: &Definitions, dir: &Path) -> Result<Self, LockfileError> {
+        let mut by_distribution = BTreeMap::new();
+        for (dist, _) in definitions.distributions() {
+            let path = Lockfile::path(dir, dist);
+            if !path.exists() {
+                return Err(Lockfile::stale(&path, "missing".into()));
+            }
+            let lock = Lockfile::read(&path)?;
+            if lock.definitions_sha256 != definitions.lock_inputs_sha256(dist) {
+                return Err(Lockfile::stale(
+                    &path,
+                    "stale, the image definitions changed since it was made".into(),
+                ));
+            }
+            by_distribution.insert(dist.to_owned(), lock);
+        }
+        Ok(Lockfiles {
+            dir: dir.to_owned(),
+            by_distribution,
+        })
+    }
+
+    /// The lockfile of `distribution`.
+    pub fn get(&self, distribution: &str) -> Result<&Lockfile, LockfileError> {
+        let path = Lockfile::path(&self.dir, distribution);
+        self.by_distribution
+            .get(distribution)
+            .ok_or_else(|| Lockfile::stale(&path, "no such distribution in the lock".into()))
+    }
+
+    /// Where `distribution`'s lockfile lives, for messages.
+    pub fn path(&self, distribution: &str) -> PathBuf {
+        Lockfile::path(&self.dir, distribution)
     }
 }
 

@@ -1,83 +1,11 @@
 //! A project: the repository folders plinth reads and writes (`images/`,
-//! `keys/`, `lockfiles/`, `target/images/`), the library's top-level error,
-//! and the progress hook the command line fills in.
+//! `keys/`, `lockfiles/`, `target/images/`), and the progress hook a front
+//! end fills in.
 
 use std::path::{Path, PathBuf};
 
-use crate::app::AppError;
-use crate::archive::ArchiveError;
-use crate::cache::CacheError;
-use crate::compile::CompileError;
 use crate::definitions::{DefinitionError, Definitions};
-use crate::elf::ElfError;
-use crate::fetch::FetchError;
-use crate::lockfile::LockfileError;
-use crate::mirrors::MirrorError;
-use crate::registry::RegistryError;
-use crate::resolve::ResolveError;
-
-/// Everything that can go wrong in the library. Each variant's message is
-/// one line that names the file, package, URL or path concerned.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    #[error(transparent)]
-    Definition(#[from] DefinitionError),
-    #[error(transparent)]
-    Mirror(#[from] MirrorError),
-    #[error(transparent)]
-    Archive(#[from] ArchiveError),
-    #[error(transparent)]
-    Fetch(#[from] FetchError),
-    #[error(transparent)]
-    Cache(#[from] CacheError),
-    #[error(transparent)]
-    Resolve(#[from] ResolveError),
-    #[error(transparent)]
-    Lockfile(#[from] LockfileError),
-    #[error(transparent)]
-    App(#[from] AppError),
-    #[error(transparent)]
-    Compile(#[from] CompileError),
-    /// A binary that would not start on its base.
-    #[error(transparent)]
-    Refused(Box<Refusal>),
-    #[error(transparent)]
-    Registry(#[from] RegistryError),
-    #[error("{path}: {source}")]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("{package}: {why}")]
-    Package { package: String, why: String },
-    #[error("writing images: {0}")]
-    Output(String),
-    /// The lockfiles do not match the image definitions.
-    #[error("{0}")]
-    StaleLock(String),
-    #[error("{0}")]
-    Usage(String),
-    /// What is about to be published is not what `lockfiles/digests.toml`
-    /// records.
-    #[error("{0}")]
-    NotAsRecorded(String),
-}
-
-/// Why an application binary was refused, and which base would do.
-#[derive(Debug, thiserror::Error)]
-#[error("{image}: {binary} ({arch}) cannot start on {base}: it {problem}; {hint}")]
-pub struct Refusal {
-    pub image: String,
-    pub binary: String,
-    pub arch: String,
-    /// `base-nossl-debian13:nonroot`.
-    pub base: String,
-    pub problem: ElfError,
-    /// Which golden image would start it, if any.
-    pub hint: String,
-}
-
-pub type Result<T, E = Error> = std::result::Result<T, E>;
+use crate::lockfile::{Lockfile, LockfileError, Lockfiles};
 
 /// Reports progress of long work; the library calls it, a front end draws it.
 pub trait Progress: Sync {
@@ -100,7 +28,7 @@ pub struct Project {
 }
 
 impl Project {
-    pub fn open(root: &Path) -> Result<Self> {
+    pub fn open(root: &Path) -> Result<Self, DefinitionError> {
         let definitions = Definitions::load(&root.join("images"))?;
         Ok(Project {
             root: root.to_owned(),
@@ -117,6 +45,18 @@ impl Project {
     }
 
     pub fn lockfile_path(&self, distribution: &str) -> PathBuf {
-        crate::lockfile::Lockfile::path(&self.lockfiles_dir(), distribution)
+        Lockfile::path(&self.lockfiles_dir(), distribution)
     }
+
+    /// Every distribution's lockfile, read once and checked to have been
+    /// made from the current definitions: the only package input of a
+    /// build. Needs no network.
+    pub fn lockfiles(&self) -> Result<Lockfiles, LockfileError> {
+        Lockfiles::load(&self.definitions, &self.lockfiles_dir())
+    }
+}
+
+/// Where `cargo xtask images` writes by default.
+pub fn default_out_dir(root: &Path) -> PathBuf {
+    root.join("target/images")
 }

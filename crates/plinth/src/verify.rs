@@ -5,16 +5,16 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-use sha2::{Digest, Sha256};
-
-use crate::build::{BuildOptions, TagSummary, build};
-use crate::cache::Cache;
-use crate::definitions::hex;
+use crate::build::{BuildOptions, build};
 use crate::digests::RecordedDigests;
-use crate::entry::{Entry, EntryKind};
+use crate::digests::TagSummary;
+use crate::download::cache::Cache;
+use crate::error::{Error, Result};
 use crate::layer::read_layer;
 use crate::oci::{self, Manifest};
-use crate::project::{Error, Progress, Project, Result};
+use crate::project::{Progress, Project};
+use crate::support::digest::{sha256_digest, sha256_hex};
+use crate::tarfs::{Entry, EntryKind};
 
 #[derive(Debug, Default)]
 pub struct VerifyReport {
@@ -92,7 +92,7 @@ fn explain(fresh: &[TagSummary], fresh_dir: &Path, reference: &Path) -> Result<V
                 let ref_sum = match sums.get(&ref_path) {
                     Some(sum) => sum.clone(),
                     None => {
-                        let sum = format!("sha256:{}", hex(&Sha256::digest(read_raw(&ref_path)?)));
+                        let sum = sha256_digest(&read_raw(&ref_path)?);
                         sums.insert(ref_path.clone(), sum.clone());
                         sum
                     }
@@ -176,7 +176,7 @@ fn entry_differences(rebuilt: &Entry, reference: &Entry) -> Vec<String> {
     let mut out = Vec::new();
     let describe = |e: &Entry| match &e.kind {
         EntryKind::Dir => "directory".to_owned(),
-        EntryKind::File(b) => format!("file sha256:{}", &hex(&Sha256::digest(b))[..12]),
+        EntryKind::File(b) => format!("file sha256:{}", &sha256_hex(b)[..12]),
         EntryKind::Symlink(t) => format!("symlink to {t}"),
         EntryKind::Hardlink(t) => format!("hard link to /{t}"),
     };

@@ -13,12 +13,14 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use common::{settings_toml, sha256};
-use plinth::build::{BuildOptions, TagSummary, build};
-use plinth::cache::Cache;
-use plinth::entry::{Entry, EntryKind};
-use plinth::fetch::FetchOptions;
+use plinth::build::{BuildOptions, build};
+use plinth::digests::TagSummary;
+use plinth::download::cache::Cache;
+use plinth::download::http::FetchOptions;
 use plinth::lock::{LockOptions, lock};
 use plinth::oci::{self, Descriptor, ImageConfig, Index, Manifest};
+use plinth::support::retry::RetryPolicy;
+use plinth::tarfs::{Entry, EntryKind};
 use plinth::{Project, Silent};
 use plinth_testkit::keys::{DEFAULT_SIGNATURE_TIME, unix_time};
 use plinth_testkit::{
@@ -150,8 +152,8 @@ fn no_files(deb: DebBuilder, _arch: &str) -> DebBuilder {
 }
 
 /// A `.deb` as dpkg-deb writes it, but with the data member named
-/// `member` (an `ar` archive assembled by hand, since the kit only knows
-/// the four real compressions).
+/// `member`, which the kit's builder would not name (it knows only the
+/// four real compressions).
 fn deb_with_data_member(deb: &DebBuilder, member: &str) -> Vec<u8> {
     let control = Compression::Xz.compress(&deb.control_tar());
     let members: [(&str, &[u8]); 3] = [
@@ -159,23 +161,7 @@ fn deb_with_data_member(deb: &DebBuilder, member: &str) -> Vec<u8> {
         ("control.tar.xz", &control),
         (member, &deb.data_tar()),
     ];
-    let mut out = b"!<arch>\n".to_vec();
-    for (name, data) in members {
-        let header = format!(
-            "{name:<16}{:<12}{:<6}{:<6}{:<8}{:<10}`\n",
-            0,
-            0,
-            0,
-            "100644",
-            data.len()
-        );
-        out.extend_from_slice(header.as_bytes());
-        out.extend_from_slice(data);
-        if data.len() % 2 == 1 {
-            out.push(b'\n');
-        }
-    }
-    out
+    plinth_testkit::ar_archive(&members, 0)
 }
 
 /// A project with a lockfile in a temp dir, the archive it was locked
@@ -374,8 +360,10 @@ fn fetch_options() -> FetchOptions {
     FetchOptions {
         connect_timeout: Duration::from_secs(5),
         read_timeout: Duration::from_secs(5),
-        attempts: 2,
-        first_backoff: Duration::from_millis(5),
+        retry: RetryPolicy {
+            attempts: 2,
+            first_backoff: Duration::from_millis(5),
+        },
     }
 }
 

@@ -10,10 +10,11 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use common::{settings_toml, sha256};
-use plinth::cache::Cache;
-use plinth::fetch::FetchOptions;
-use plinth::lock::{LockOptions, LockReport, check, lock};
+use plinth::download::cache::Cache;
+use plinth::download::http::FetchOptions;
+use plinth::lock::{LockOptions, LockReport, lock};
 use plinth::lockfile::{LockedImage, LockedLeftOut, LockedRelease, Lockfile};
+use plinth::support::retry::RetryPolicy;
 use plinth::{Project, Silent};
 use plinth_testkit::keys::{DEFAULT_SIGNATURE_TIME, unix_time};
 use plinth_testkit::{Archive, Compression, DebBuilder, PoolEntry, Server, SigningKey, SuiteSpec};
@@ -194,8 +195,10 @@ impl Fixture {
                 fetch: FetchOptions {
                     connect_timeout: Duration::from_secs(5),
                     read_timeout: Duration::from_secs(5),
-                    attempts: ATTEMPTS,
-                    first_backoff: Duration::from_millis(10),
+                    retry: RetryPolicy {
+                        attempts: ATTEMPTS,
+                        first_backoff: Duration::from_millis(10),
+                    },
                 },
                 now: now(),
             },
@@ -332,7 +335,7 @@ impl Fixture {
     fn lock_at(&self, root: &Path, cache_dir: &Path) -> plinth::Result<LockReport> {
         let project = Project::open(root)?;
         let cache = Cache::at(cache_dir)?;
-        lock(&project, &cache, &self.options, &Silent)
+        Ok(lock(&project, &cache, &self.options, &Silent)?)
     }
 
     fn lock_ok(&self) -> LockReport {
@@ -518,7 +521,7 @@ fn locks_the_expected_packages_and_relocks_identically() {
             image("base", "arm64", Some("static"), &base_pkgs, &base_left_out),
         ]
     );
-    check(&fx.project()).unwrap();
+    fx.project().lockfiles().unwrap();
 
     let first = fx.lockfile_bytes();
     let report = fx.lock_ok();
@@ -561,13 +564,13 @@ fn check_follows_the_definitions_not_their_formatting() {
     let mut fx = Fixture::new();
     let path = fx.lockfile_path();
     assert_eq!(
-        check(&fx.project()).unwrap_err().to_string(),
+        fx.project().lockfiles().unwrap_err().to_string(),
         format!("{}: missing; run `cargo xtask lock`", path.display())
     );
     fx.lock_ok();
     // Nothing below may need the mirror.
     fx.server = None;
-    check(&fx.project()).unwrap();
+    fx.project().lockfiles().unwrap();
 
     let reworded = STATIC_TOML.replace(
         "Users, time zones and MIME types; no libc.",
@@ -577,14 +580,14 @@ fn check_follows_the_definitions_not_their_formatting() {
         "static",
         &format!("# The image every other one stands on.\n\n{reworded}# end\n"),
     );
-    check(&fx.project()).unwrap();
+    fx.project().lockfiles().unwrap();
 
     fx.write_image(
         "static",
         &STATIC_TOML.replace(r#""tzdata"]"#, r#""tzdata", "media-types"]"#),
     );
     assert_eq!(
-        check(&fx.project()).unwrap_err().to_string(),
+        fx.project().lockfiles().unwrap_err().to_string(),
         format!(
             "{}: stale, the image definitions changed since it was made; run `cargo xtask lock`",
             path.display()
@@ -1049,7 +1052,7 @@ fn check_fails_when_an_exclusion_reason_changes() {
     let fx = Fixture::locked();
     let text = STATIC_TOML.replace("no maintainer script runs in an image", "not needed");
     fx.write_image("static", &text);
-    let checked = check(&fx.project()).map_err(|e| e.to_string());
+    let checked = fx.project().lockfiles().map_err(|e| e.to_string());
     let relock = fx.lock_ok();
     assert!(
         checked.is_err() || relock.written.is_empty(),

@@ -5,19 +5,23 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use super::{
-    ArchLayers, BuildOptions, BuiltLayer, LayerBlob, LayerContents, LayoutBuilder, LayoutContext,
-    Manifests, PlatformImage, TagSummary, VARIANTS, Variant, chain, image_config,
+use super::BuildOptions;
+use super::layers::{ArchLayers, BuiltLayer, DistributionLayers, LayerBlob, LayerContents};
+use super::layouts::{
+    BaseImage, LayoutBuilder, LayoutContext, Manifests, PlatformImage, chain, image_config,
 };
-use crate::app::{self, AppImage};
-use crate::compile::{self, Request};
-use crate::elf::{self, ImageTree};
-use crate::entry::Entry;
+use crate::apps::compile::{self, Request};
+use crate::apps::elf::{self, ImageTree};
+use crate::apps::{self, AppImage};
+use crate::definitions::{VARIANTS, Variant};
+use crate::digests::TagSummary;
+use crate::error::{Error, Refusal, Result};
 use crate::layer::{read_layer, write_layer};
 use crate::oci::{self, Empty, ImageConfig, Platform};
-use crate::project::{Error, Progress, Project, Refusal, Result};
-use crate::rootfs::{GENERATED, Owners, Rootfs};
+use crate::project::{Progress, Project};
+use crate::rootfs::{GENERATED, Owners, Rootfs, RootfsError};
 use crate::sbom::{Component, GeneratedFile};
+use crate::tarfs::Entry;
 
 /// The tag every application image gets (and `latest-<arch>`).
 pub const APP_TAG: &str = "latest";
@@ -62,7 +66,7 @@ pub(super) fn compile_all<'a>(
             archs.join(", ")
         )));
     }
-    let checksums = app::lock_checksums(&project.root);
+    let checksums = apps::lock_checksums(&project.root);
     let mut crates_by_target = BTreeMap::new();
     progress.begin(
         "applications: cargo build",
@@ -96,12 +100,12 @@ pub(super) fn compile_all<'a>(
             );
             if !crates_by_target.contains_key(toolchain.target) {
                 let metadata =
-                    app::metadata(&project.root, &options.cargo, Some(toolchain.target))?;
+                    apps::metadata(&project.root, &options.cargo, Some(toolchain.target))?;
                 crates_by_target.insert(toolchain.target, metadata);
             }
             compiled.crates.insert(
                 arch.clone(),
-                app::crate_tree(
+                apps::crate_tree(
                     &crates_by_target[toolchain.target],
                     &app.package,
                     &checksums,
@@ -134,29 +138,60 @@ fn tree(chain: &[&BuiltLayer]) -> Result<ImageTree> {
     Ok(ImageTree::from_layers(layers))
 }
 
-/// The golden layers built in this run: (distribution, arch → layers).
-pub(super) type Bases<'b> = Vec<(&'b str, &'b BTreeMap<String, ArchLayers>)>;
+/// One application's layer per architecture.
+pub(super) struct AppLayers<'a> {
+    app: &'a AppImage,
+    per_arch: BTreeMap<String, BuiltLayer>,
+}
 
-/// Checks each binary against its base and builds the application
-/// layer, per architecture.
-pub(super) fn layers(
-    project: &Project,
-    compiled: &Compiled<'_>,
-    bases: &Bases<'_>,
-    epoch: u64,
-) -> Result<BTreeMap<String, BuiltLayer>> {
-    let app = compiled.app;
-    let defs = &project.definitions;
-    let per_arch = bases
+/// The golden layers of `app`'s distribution, per architecture.
+fn golden_of<'g>(
+    golden: &'g [DistributionLayers],
+    app: &AppImage,
+) -> Result<&'g BTreeMap<String, ArchLayers>> {
+    golden
         .iter()
-        .find(|(d, _)| *d == app.distribution)
-        .map(|(_, p)| *p)
+        .find(|d| d.distribution == app.distribution)
+        .map(|d| &d.per_arch)
         .ok_or_else(|| {
             Error::Usage(format!(
                 "{}: distribution {} was not built",
                 app.name, app.distribution
             ))
-        })?;
+        })
+}
+
+/// Checks every application's binaries against their base and builds the
+/// application layers.
+pub(super) fn build_layers<'a>(
+    project: &Project,
+    compiled: &[Compiled<'a>],
+    golden: &[DistributionLayers],
+    epochs: &BTreeMap<String, u64>,
+) -> Result<Vec<AppLayers<'a>>> {
+    compiled
+        .iter()
+        .map(|c| {
+            let epoch = epochs.get(&c.app.distribution).copied().unwrap_or(0);
+            Ok(AppLayers {
+                app: c.app,
+                per_arch: layers(project, c, golden, epoch)?,
+            })
+        })
+        .collect()
+}
+
+/// Checks each binary against its base and builds the application
+/// layer, per architecture.
+fn layers(
+    project: &Project,
+    compiled: &Compiled<'_>,
+    golden: &[DistributionLayers],
+    epoch: u64,
+) -> Result<BTreeMap<String, BuiltLayer>> {
+    let app = compiled.app;
+    let defs = &project.definitions;
+    let per_arch = golden_of(golden, app)?;
     let debug_of = variant(app).debug.then_some(app.base.as_str());
     let mut out = BTreeMap::new();
     for (arch, binaries) in &compiled.binaries {
@@ -172,7 +207,7 @@ pub(super) fn layers(
                     binary: binary.clone(),
                     arch: arch.clone(),
                     base: format!("{}:{}", app.base_repository(), app.variant),
-                    hint: hint(project, bases, arch, binary, bytes, debug_of.is_some())?,
+                    hint: hint(project, golden, arch, binary, bytes, debug_of.is_some())?,
                     problem,
                 })));
             }
@@ -190,23 +225,24 @@ pub(super) fn layers(
 /// distribution first.
 fn hint(
     project: &Project,
-    bases: &Bases<'_>,
+    golden: &[DistributionLayers],
     arch: &str,
     binary: &str,
     bytes: &[u8],
     debug: bool,
 ) -> Result<String> {
     let defs = &project.definitions;
-    let mut by_newest: Vec<_> = bases.iter().collect();
-    by_newest.sort_by_key(|(d, _)| {
+    let mut by_newest: Vec<&DistributionLayers> = golden.iter().collect();
+    by_newest.sort_by_key(|d| {
         std::cmp::Reverse(
-            defs.distribution(d)
+            defs.distribution(&d.distribution)
                 .and_then(|x| x.version.parse::<u64>().ok())
                 .unwrap_or(0),
         )
     });
-    for (dist, per_arch) in by_newest {
-        let Some(layers) = per_arch.get(arch) else {
+    for d in by_newest {
+        let dist = &d.distribution;
+        let Some(layers) = d.per_arch.get(arch) else {
             continue;
         };
         for image in defs.image_names() {
@@ -241,7 +277,7 @@ fn app_layer(
         components: crates,
         ..LayerContents::default()
     };
-    let rootfs_err = |e: crate::rootfs::RootfsError| Error::Package {
+    let rootfs_err = |e: RootfsError| Error::Package {
         package: app.name.clone(),
         why: e.to_string(),
     };
@@ -297,8 +333,8 @@ fn app_layer(
 /// platforms it was built for.
 pub(super) fn write_layouts(
     project: &Project,
-    apps: &[(&AppImage, BTreeMap<String, BuiltLayer>)],
-    bases: &Bases<'_>,
+    apps: &[AppLayers<'_>],
+    golden: &[DistributionLayers],
     epochs: &BTreeMap<String, u64>,
     manifests: &Manifests,
     options: &BuildOptions,
@@ -307,17 +343,15 @@ pub(super) fn write_layouts(
     let defs = &project.definitions;
     let mut summaries = Vec::new();
     progress.begin("applications: layouts", apps.len() as u64);
-    for (app, app_layers) in apps {
+    for AppLayers {
+        app,
+        per_arch: app_layers,
+    } in apps
+    {
         let dist = app.distribution.as_str();
         let epoch = epochs.get(dist).copied().unwrap_or(0);
         let ctx = LayoutContext::new(project, dist, epoch, &options.out_dir)?;
-        let per_arch = bases
-            .iter()
-            .find(|(d, _)| *d == dist)
-            .map(|(_, p)| *p)
-            .ok_or_else(|| {
-                Error::Usage(format!("{}: distribution {dist} was not built", app.name))
-            })?;
+        let per_arch = golden_of(golden, app)?;
         let variant = variant(app);
         let base_repo = app.base_repository();
         let mut platforms = Vec::new();
@@ -332,13 +366,14 @@ pub(super) fn write_layouts(
             );
             let base_layers = layer_chain.len();
             layer_chain.push(app_layer);
-            let key = (base_repo.clone(), variant.tag.to_owned(), arch.clone());
-            let base_manifest = manifests.get(&key).cloned().ok_or_else(|| {
-                Error::Output(format!(
-                    "{}: base {base_repo}:{} ({arch}) was not written",
-                    app.name, variant.tag
-                ))
-            })?;
+            let base_manifest = manifests
+                .get(&base_repo, variant.tag, arch)
+                .ok_or_else(|| {
+                    Error::Output(format!(
+                        "{}: base {base_repo}:{} ({arch}) was not written",
+                        app.name, variant.tag
+                    ))
+                })?;
             let platform = Platform::from_debian_arch(arch)
                 .ok_or_else(|| Error::Usage(format!("architecture {arch} has no OCI platform")))?;
             let mut config = image_config(&ctx.created, arch, &platform, variant, &layer_chain);
@@ -347,16 +382,16 @@ pub(super) fn write_layouts(
                 arch,
                 chain: layer_chain,
                 config,
-                base: Some((
-                    base_repo.clone(),
-                    variant.tag.to_owned(),
-                    base_manifest,
-                    base_layers,
-                )),
+                base: Some(BaseImage {
+                    repository: base_repo.clone(),
+                    tag: variant.tag.to_owned(),
+                    manifest: base_manifest,
+                    layers: base_layers,
+                }),
             });
         }
         let mut layout = LayoutBuilder::new(app.name.clone(), &ctx);
-        let (summary, _) = layout.add_tag(APP_TAG, platforms)?;
+        let summary = layout.add_tag(APP_TAG, platforms)?;
         layout.write(&options.out_dir)?;
         summaries.push(summary);
         progress.step(&app.name);

@@ -1,0 +1,128 @@
+//! Step one of a build: every `.deb` the selected images need, fetched
+//! through the download cache, checked against the lock's sha256 and
+//! parsed. A cached file that no longer matches is discarded and fetched
+//! again; a mirror that serves other bytes than the lock names is an error.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+
+use rayon::prelude::*;
+
+use super::BuildOptions;
+use crate::debian::deb::{Deb, read_deb};
+use crate::download::cache::Cache;
+use crate::download::http::Fetcher;
+use crate::download::mirrors::Mirrors;
+use crate::error::{Error, Result};
+use crate::lockfile::{LockedPackage, Lockfile};
+use crate::project::{Progress, Project};
+use crate::support::digest::sha256_hex;
+
+/// Parsed packages by the sha256 of their `.deb`.
+pub(super) type Debs = HashMap<String, Arc<Deb>>;
+
+/// Where packages come from: the cache first, then the mirrors.
+pub(super) struct Downloader<'a> {
+    cache: &'a Cache,
+    mirrors: Mirrors,
+    fetcher: Fetcher,
+    offline: bool,
+}
+
+impl<'a> Downloader<'a> {
+    pub fn new(project: &Project, cache: &'a Cache, options: &BuildOptions) -> Result<Self> {
+        Ok(Downloader {
+            cache,
+            mirrors: Mirrors::resolve(&project.definitions.settings, &options.apt_dir)?,
+            fetcher: Fetcher::new(options.fetch.clone()),
+            offline: options.offline,
+        })
+    }
+
+    /// Every package of `images` (and of their debug variants) in `lock`,
+    /// fetched, checked and parsed, in parallel.
+    pub fn fetch_all(
+        &self,
+        lock: &Lockfile,
+        images: &[String],
+        progress: &dyn Progress,
+    ) -> Result<Debs> {
+        let needed = needed_packages(lock, images);
+        progress.begin(
+            &format!("{}: packages", lock.distribution),
+            needed.len() as u64,
+        );
+        let debs = needed
+            .par_iter()
+            .map(|p| {
+                let bytes = self.fetch(lock, p)?;
+                let deb = read_deb(&bytes).map_err(|e| Error::Package {
+                    package: format!("{} {} ({})", p.name, p.version, p.filename),
+                    why: e.to_string(),
+                })?;
+                progress.step(&p.name);
+                Ok((p.sha256.clone(), Arc::new(deb)))
+            })
+            .collect::<Result<Debs>>();
+        progress.end();
+        debs
+    }
+
+    /// One package's bytes, from the cache or a mirror, matching the lock.
+    fn fetch(&self, lock: &Lockfile, p: &LockedPackage) -> Result<Vec<u8>> {
+        if let Some(bytes) = self.cache.get(&p.sha256) {
+            return Ok(bytes);
+        }
+        if self.offline {
+            return Err(Error::Package {
+                package: p.filename.clone(),
+                why: "not in the download cache, and --offline is set".into(),
+            });
+        }
+        let archive = lock
+            .release
+            .iter()
+            .find(|r| r.suite == p.suite)
+            .map(|r| r.archive.as_str())
+            .ok_or_else(|| Error::Package {
+                package: p.name.clone(),
+                why: format!("suite {} is not among the lock's releases", p.suite),
+            })?;
+        let url = format!("{}/{}", self.mirrors.url(archive)?, p.filename);
+        let mut last = String::new();
+        // One retry on a hash mismatch: a mirror mid-update can serve a
+        // stale file.
+        for _ in 0..2 {
+            let bytes = self.fetcher.get(&url)?;
+            let sum = sha256_hex(&bytes);
+            if sum == p.sha256 {
+                self.cache.put(&p.sha256, &bytes)?;
+                return Ok(bytes);
+            }
+            last = sum;
+        }
+        Err(Error::Package {
+            package: p.filename.clone(),
+            why: format!(
+                "sha256 mismatch: the lock says {}, the mirror served {last}",
+                p.sha256
+            ),
+        })
+    }
+}
+
+/// The distinct packages of `images` and their debug variants, once each.
+fn needed_packages<'l>(lock: &'l Lockfile, images: &[String]) -> Vec<&'l LockedPackage> {
+    let mut seen = BTreeSet::new();
+    let mut out = Vec::new();
+    for img in lock.image.iter().filter(|i| images.contains(&i.name)) {
+        for name in img.packages.iter().chain(&img.debug_packages) {
+            if let Some(p) = lock.find(&img.architecture, name)
+                && seen.insert(&p.sha256)
+            {
+                out.push(p);
+            }
+        }
+    }
+    out
+}

@@ -1,0 +1,13 @@
+//! Debian's formats, as plinth reads them: control-file syntax
+//! ([`control`]), relationship fields ([`relation`]), version ordering
+//! ([`version`]), `.deb` packages ([`deb`]) and machine-readable copyright
+//! files ([`copyright`]).
+//!
+//! Pure functions over bytes: nothing here touches the network or the
+//! file system, so every parser can be fed hostile input in a unit test.
+
+pub mod control;
+pub mod copyright;
+pub mod deb;
+pub mod relation;
+pub mod version;

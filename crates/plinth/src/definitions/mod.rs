@@ -1,0 +1,383 @@
+//! Image definitions: the TOML files in `images/`. `plinth.toml` holds the
+//! settings shared by every image (distributions, suites, keys,
+//! architectures, naming); every other `*.toml` file defines one image
+//! family member (`static`, `base`, ...).
+//!
+//! This module owns parsing and validation, and the four variants every
+//! image comes in ([`VARIANTS`]); it never touches the network.
+
+mod variant;
+
+pub use variant::{VARIANTS, Variant};
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::support::digest::sha256_hex;
+use crate::support::text::one_line;
+
+/// The file in `images/` that holds the shared settings.
+pub const SETTINGS_FILE: &str = "plinth.toml";
+
+#[derive(Debug, thiserror::Error)]
+pub enum DefinitionError {
+    #[error("{path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Syntax { path: PathBuf, message: String },
+    #[error("{path}: {message}")]
+    Invalid { path: PathBuf, message: String },
+}
+
+/// Shared settings (`images/plinth.toml`).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Settings {
+    /// Debian architecture names every image is built for.
+    pub architectures: Vec<String>,
+    /// Packages that the `debug` variants add (busybox).
+    pub debug_packages: Vec<String>,
+    /// Path prefixes (relative to the root) whose files are left out of
+    /// every image; `/usr/share/doc/*/copyright` files are always kept.
+    #[serde(default)]
+    pub drop: Vec<String>,
+    pub os_release: OsRelease,
+    /// Mirror base URLs per archive name (`debian`, `debian-security`);
+    /// empty by default, so the host's apt configuration decides.
+    #[serde(default)]
+    pub mirrors: BTreeMap<String, String>,
+    /// The repository URL, written as `org.opencontainers.image.source`.
+    #[serde(default)]
+    pub source_url: Option<String>,
+    /// Prefix of SPDX document namespaces (a URI the organisation owns);
+    /// defaults to `<os-release home-url>/spdx`.
+    #[serde(default)]
+    pub sbom_namespace: Option<String>,
+    pub distribution: BTreeMap<String, Distribution>,
+}
+
+impl Settings {
+    pub fn sbom_namespace(&self) -> String {
+        self.sbom_namespace
+            .clone()
+            .unwrap_or_else(|| format!("{}/spdx", self.os_release.home_url.trim_end_matches('/')))
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct OsRelease {
+    pub pretty_name: String,
+    pub home_url: String,
+    pub support_url: String,
+    pub bug_report_url: String,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Distribution {
+    /// `trixie`, `bookworm`.
+    pub codename: String,
+    /// `13`, `12`.
+    pub version: String,
+    /// Files in `keys/` whose public keys are trusted to sign the suites.
+    pub keys: Vec<String>,
+    pub components: Vec<String>,
+    pub suites: Vec<Suite>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Suite {
+    pub name: String,
+    /// The archive the suite lives in (`debian`, `debian-security`); it
+    /// selects the mirror.
+    pub archive: String,
+}
+
+/// One image file (`images/<name>.toml`), as written.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct ImageFile {
+    name: String,
+    description: String,
+    #[serde(default)]
+    base: Option<String>,
+    #[serde(default)]
+    packages: Vec<String>,
+    #[serde(default)]
+    exclude: Vec<Exclusion>,
+    #[serde(default)]
+    ca_bundle: Option<String>,
+    #[serde(default)]
+    path_owner: Vec<PathOwner>,
+    #[serde(default)]
+    distribution: BTreeMap<String, DistributionPart>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct DistributionPart {
+    #[serde(default)]
+    packages: Vec<String>,
+    #[serde(default)]
+    exclude: Vec<Exclusion>,
+}
+
+/// A dependency the image deliberately leaves out.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq, PartialOrd, Ord)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Exclusion {
+    /// A package or virtual package name; a dependency group that names it
+    /// in any alternative is left unsatisfied on purpose.
+    pub package: String,
+    pub reason: String,
+}
+
+/// Settles a path that two packages of an image ship with different
+/// contents.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct PathOwner {
+    pub path: String,
+    pub package: String,
+    pub reason: String,
+}
+
+/// An image as it applies to one distribution.
+#[derive(Debug, Clone, Serialize)]
+pub struct Image {
+    pub name: String,
+    pub description: String,
+    pub base: Option<String>,
+    /// Packages the image adds on top of its base.
+    pub packages: Vec<String>,
+    /// Its own exclusions and those of every image below it.
+    pub exclude: Vec<Exclusion>,
+    /// Package whose certificates become `/etc/ssl/certs/ca-certificates.crt`.
+    pub ca_bundle: Option<String>,
+    pub path_owner: Vec<PathOwner>,
+}
+
+/// Everything in `images/`, validated.
+#[derive(Debug, Clone)]
+pub struct Definitions {
+    pub dir: PathBuf,
+    pub settings: Settings,
+    images: BTreeMap<String, ImageFile>,
+}
+
+impl Definitions {
+    pub fn load(dir: &Path) -> Result<Self, DefinitionError> {
+        let settings_path = dir.join(SETTINGS_FILE);
+        let settings: Settings = parse_toml(&settings_path)?;
+        let invalid = |path: &Path, message: String| DefinitionError::Invalid {
+            path: path.to_owned(),
+            message,
+        };
+        if settings.architectures.is_empty() {
+            return Err(invalid(&settings_path, "`architectures` is empty".into()));
+        }
+        for (name, dist) in &settings.distribution {
+            if dist.suites.is_empty() || dist.keys.is_empty() || dist.components.is_empty() {
+                return Err(invalid(
+                    &settings_path,
+                    format!(
+                        "distribution {name}: `suites`, `keys` and `components` must not be empty"
+                    ),
+                ));
+            }
+        }
+
+        let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+            .map_err(|source| DefinitionError::Read {
+                path: dir.to_owned(),
+                source,
+            })?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+            .filter(|p| p.file_name().is_some_and(|n| n != SETTINGS_FILE))
+            .collect();
+        files.sort();
+
+        let mut images = BTreeMap::new();
+        let mut origin = BTreeMap::new();
+        for path in &files {
+            let image: ImageFile = parse_toml(path)?;
+            for d in image.distribution.keys() {
+                if !settings.distribution.contains_key(d) {
+                    return Err(invalid(path, format!("unknown distribution {d:?}")));
+                }
+            }
+            if image.packages.is_empty()
+                && image.distribution.values().all(|d| d.packages.is_empty())
+                && image.base.is_none()
+            {
+                return Err(invalid(
+                    path,
+                    format!("image {:?} has no packages and no base", image.name),
+                ));
+            }
+            if let Some(prev) = origin.insert(image.name.clone(), path.clone()) {
+                return Err(invalid(
+                    path,
+                    format!(
+                        "image {:?} is also defined in {}",
+                        image.name,
+                        prev.display()
+                    ),
+                ));
+            }
+            images.insert(image.name.clone(), image);
+        }
+        if images.is_empty() {
+            return Err(invalid(dir, "no image definitions (*.toml) found".into()));
+        }
+        for (name, image) in &images {
+            check_base_chain(name, &images).map_err(|m| invalid(&origin[name], m))?;
+            let _ = image;
+        }
+        Ok(Definitions {
+            dir: dir.to_owned(),
+            settings,
+            images,
+        })
+    }
+
+    pub fn distributions(&self) -> impl Iterator<Item = (&str, &Distribution)> {
+        self.settings
+            .distribution
+            .iter()
+            .map(|(k, v)| (k.as_str(), v))
+    }
+
+    pub fn distribution(&self, name: &str) -> Option<&Distribution> {
+        self.settings.distribution.get(name)
+    }
+
+    /// Image names, bases before the images standing on them, then by name.
+    pub fn image_names(&self) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        let mut names: Vec<&String> = self.images.keys().collect();
+        names.sort_by_key(|n| (self.depth(n), n.to_string()));
+        out.extend(names.into_iter().cloned());
+        out
+    }
+
+    fn depth(&self, name: &str) -> usize {
+        let mut depth = 0;
+        let mut cur = self.images.get(name).and_then(|i| i.base.as_deref());
+        while let Some(b) = cur {
+            depth += 1;
+            cur = self.images.get(b).and_then(|i| i.base.as_deref());
+        }
+        depth
+    }
+
+    /// The image `name` as it applies to distribution `dist`.
+    pub fn image(&self, name: &str, dist: &str) -> Option<Image> {
+        let file = self.images.get(name)?;
+        let part = file.distribution.get(dist).cloned().unwrap_or_default();
+        let mut packages = file.packages.clone();
+        packages.extend(part.packages);
+        let mut exclude: BTreeSet<Exclusion> = file.exclude.iter().cloned().collect();
+        exclude.extend(part.exclude);
+        if let Some(base) = &file.base {
+            exclude.extend(self.image(base, dist)?.exclude);
+        }
+        Some(Image {
+            name: file.name.clone(),
+            description: file.description.clone(),
+            base: file.base.clone(),
+            packages,
+            exclude: exclude.into_iter().collect(),
+            ca_bundle: file.ca_bundle.clone(),
+            path_owner: file.path_owner.clone(),
+        })
+    }
+
+    /// The chain of images from the bottom one up to `name`.
+    pub fn stack(&self, name: &str) -> Vec<String> {
+        let mut chain = vec![name.to_owned()];
+        let mut cur = self.images.get(name).and_then(|i| i.base.clone());
+        while let Some(b) = cur {
+            cur = self.images.get(&b).and_then(|i| i.base.clone());
+            chain.push(b);
+        }
+        chain.reverse();
+        chain
+    }
+
+    /// A checksum of everything that decides a distribution's lock: the
+    /// architectures, suites, keys and each image's packages, exclusions
+    /// and base. Comments, descriptions and formatting do not count, so
+    /// `lock --check` fails only when re-resolving could give another lock.
+    pub fn lock_inputs_sha256(&self, dist: &str) -> String {
+        #[derive(Serialize)]
+        struct Inputs<'a> {
+            architectures: &'a [String],
+            debug_packages: &'a [String],
+            distribution: Option<&'a Distribution>,
+            images: Vec<Image>,
+        }
+        let images = self
+            .image_names()
+            .iter()
+            .filter_map(|n| self.image(n, dist))
+            // Descriptions do not count (blanked); reasons do, since the
+            // lockfile records them beside what they cut.
+            .map(|i| Image {
+                description: String::new(),
+                ..i
+            })
+            .collect();
+        let inputs = Inputs {
+            architectures: &self.settings.architectures,
+            debug_packages: &self.settings.debug_packages,
+            distribution: self.distribution(dist),
+            images,
+        };
+        let bytes = serde_json::to_vec(&inputs).unwrap_or_default();
+        sha256_hex(&bytes)
+    }
+}
+
+fn check_base_chain(name: &str, images: &BTreeMap<String, ImageFile>) -> Result<(), String> {
+    let mut seen = vec![name.to_owned()];
+    let mut cur = images[name].base.clone();
+    while let Some(b) = cur {
+        let Some(img) = images.get(&b) else {
+            return Err(format!(
+                "image {:?} stands on {:?}, which is not defined",
+                seen.last().map(String::as_str).unwrap_or(name),
+                b
+            ));
+        };
+        if seen.contains(&b) {
+            seen.push(b);
+            return Err(format!(
+                "images stand on each other in a cycle: {}",
+                seen.join(" → ")
+            ));
+        }
+        seen.push(b);
+        cur = img.base.clone();
+    }
+    Ok(())
+}
+
+fn parse_toml<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, DefinitionError> {
+    let text = std::fs::read_to_string(path).map_err(|source| DefinitionError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    toml::from_str(&text).map_err(|e| DefinitionError::Syntax {
+        path: path.to_owned(),
+        message: one_line(&e.to_string()),
+    })
+}

@@ -1,0 +1,11 @@
+//! Getting bytes from the outside: which mirror serves an archive
+//! ([`mirrors`]), HTTP and `file://` downloads with retries ([`http`]),
+//! and the sha256-addressed download cache they land in ([`cache`]).
+//!
+//! Nothing here decides what to fetch or trusts what it fetched: the lock
+//! stage checks indices against signed Release files, and the build checks
+//! every `.deb` against the lock's sha256.
+
+pub mod cache;
+pub mod http;
+pub mod mirrors;

@@ -1,0 +1,370 @@
+//! Stage 1, the lock: definitions + signed archive → lockfiles. This is the
+//! only stage that reads archive indices; everything after it reads the
+//! lockfiles alone.
+//!
+//! [`archive`] walks the chain of trust from `InRelease` to the `Packages`
+//! indices, [`resolve`] computes each image's package closure, and this
+//! module turns the result into [`Lockfile`]s, written only when every
+//! distribution resolved.
+
+pub mod archive;
+pub mod resolve;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::time::SystemTime;
+
+use rayon::prelude::*;
+
+use crate::download::cache::Cache;
+use crate::download::http::{FetchOptions, Fetcher};
+use crate::download::mirrors::{MirrorError, Mirrors};
+use crate::lockfile::LockfileError;
+use crate::lockfile::{
+    FORMAT_VERSION, LockDiff, LockedImage, LockedLeftOut, LockedPackage, LockedRelease, Lockfile,
+};
+use crate::project::{Progress, Project};
+use archive::{ArchiveClient, ArchiveError, Keyring, VerifiedSuite, key_paths};
+use resolve::{Candidate, ResolveError, Selection, Universe};
+
+/// Why the lock stage failed; one line naming the suite, index, package or
+/// file concerned.
+#[derive(Debug, thiserror::Error)]
+pub enum LockError {
+    #[error(transparent)]
+    Mirror(#[from] MirrorError),
+    #[error(transparent)]
+    Archive(#[from] ArchiveError),
+    #[error(transparent)]
+    Resolve(#[from] ResolveError),
+    #[error(transparent)]
+    Lockfile(#[from] LockfileError),
+    #[error("unknown distribution {0}")]
+    UnknownDistribution(String),
+    /// Two images of one distribution resolve a package to two versions.
+    #[error("{package}: {why}")]
+    VersionClash { package: String, why: String },
+}
+
+type Result<T, E = LockError> = std::result::Result<T, E>;
+
+#[derive(Debug, Clone)]
+pub struct LockOptions {
+    /// Use only the cache: the last verified `InRelease` of each suite and
+    /// the indices it names.
+    pub offline: bool,
+    /// Where apt's configuration lives (`/etc/apt`).
+    pub apt_dir: PathBuf,
+    pub fetch: FetchOptions,
+    /// The time against which signatures and `Valid-Until` are checked.
+    pub now: SystemTime,
+}
+
+impl Default for LockOptions {
+    fn default() -> Self {
+        LockOptions {
+            offline: false,
+            apt_dir: PathBuf::from("/etc/apt"),
+            fetch: FetchOptions::default(),
+            now: SystemTime::now(),
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct LockReport {
+    pub diffs: Vec<LockDiff>,
+    /// Exclusions no dependency needed, and similar advice.
+    pub warnings: Vec<String>,
+    /// Lockfiles rewritten (those whose content changed).
+    pub written: Vec<PathBuf>,
+}
+
+/// Resolves every distribution and writes the lockfiles that changed. All
+/// distributions are resolved before any file is written, so a failure
+/// leaves every lockfile as it was.
+pub fn lock(
+    project: &Project,
+    cache: &Cache,
+    options: &LockOptions,
+    progress: &dyn Progress,
+) -> Result<LockReport> {
+    let mirrors = Mirrors::resolve(&project.definitions.settings, &options.apt_dir)?;
+    let fetcher = Fetcher::new(options.fetch.clone());
+    let mut report = LockReport::default();
+    let mut outputs = Vec::new();
+    for (dist, _) in project.definitions.distributions() {
+        let (lock, warnings) =
+            lock_distribution(project, dist, &mirrors, &fetcher, cache, options, progress)?;
+        report.warnings.extend(warnings);
+        outputs.push((dist.to_owned(), lock));
+    }
+    for (dist, lock) in outputs {
+        let path = project.lockfile_path(&dist);
+        // The old lockfile only feeds the printed diff: one this plinth
+        // cannot read (an older format, a bad merge) is replaced.
+        let old = match path.exists().then(|| Lockfile::read(&path)).transpose() {
+            Ok(old) => old,
+            Err(e) => {
+                report.warnings.push(format!("{e}; writing a new one"));
+                None
+            }
+        };
+        report
+            .diffs
+            .push(LockDiff::between(&dist, old.as_ref(), &lock));
+        if old.as_ref() != Some(&lock) {
+            lock.write(&path)?;
+            report.written.push(path);
+        }
+    }
+    Ok(report)
+}
+
+fn lock_distribution(
+    project: &Project,
+    dist_name: &str,
+    mirrors: &Mirrors,
+    fetcher: &Fetcher,
+    cache: &Cache,
+    options: &LockOptions,
+    progress: &dyn Progress,
+) -> Result<(Lockfile, Vec<String>)> {
+    let defs = &project.definitions;
+    let dist = defs
+        .distribution(dist_name)
+        .ok_or_else(|| LockError::UnknownDistribution(dist_name.to_owned()))?;
+    let keyring = Keyring::load(&key_paths(&project.keys_dir(), &dist.keys))?;
+    let client = ArchiveClient {
+        fetcher,
+        cache,
+        keyring: &keyring,
+        offline: options.offline,
+        now: options.now,
+    };
+    let archs = &defs.settings.architectures;
+    progress.begin(
+        &format!("{dist_name}: indices"),
+        (dist.suites.len() * (1 + archs.len() * dist.components.len())) as u64,
+    );
+    let suites: Vec<VerifiedSuite> = dist
+        .suites
+        .par_iter()
+        .map(|s| {
+            let v = client.suite(mirrors.url(&s.archive)?, &s.archive, &s.name);
+            progress.step(&s.name);
+            Ok(v?)
+        })
+        .collect::<Result<_>>()?;
+    let jobs: Vec<(usize, &str, &str)> = suites
+        .iter()
+        .enumerate()
+        .flat_map(|(i, _)| {
+            archs.iter().flat_map(move |a| {
+                dist.components
+                    .iter()
+                    .map(move |c| (i, a.as_str(), c.as_str()))
+            })
+        })
+        .collect();
+    let texts: Vec<String> = jobs
+        .par_iter()
+        .map(|&(i, arch, component)| {
+            let text = client.packages(&suites[i], component, arch);
+            progress.step(&format!("{} {component}/{arch}", suites[i].name));
+            Ok(text?)
+        })
+        .collect::<Result<_>>()?;
+    progress.end();
+
+    let epoch = suites
+        .iter()
+        .map(|s| s.release.date_epoch)
+        .max()
+        .unwrap_or(0);
+    let release = suites
+        .iter()
+        .map(|s| LockedRelease {
+            suite: s.name.clone(),
+            archive: s.archive.clone(),
+            date: s.release.date.clone(),
+            inrelease_sha256: s.inrelease_sha256.clone(),
+        })
+        .collect();
+
+    let image_names = defs.image_names();
+    let per_arch: Vec<(Vec<LockedImage>, Vec<LockedPackage>, Vec<String>)> = archs
+        .par_iter()
+        .map(|arch| {
+            let indices: Vec<(&str, &str)> = jobs
+                .iter()
+                .zip(&texts)
+                .filter(|((_, a, _), _)| a == arch)
+                .map(|((i, _, _), t)| (suites[*i].name.as_str(), t.as_str()))
+                .collect();
+            let universe = Universe::new(arch, &indices)?;
+            resolve_arch(project, dist_name, arch, &universe, &image_names)
+        })
+        .collect::<Result<_>>()?;
+
+    let mut images = Vec::new();
+    let mut package = BTreeMap::new();
+    let mut warnings = BTreeSet::new();
+    for (arch, (imgs, pkgs, warns)) in archs.iter().zip(per_arch) {
+        images.extend(imgs);
+        package.insert(arch.clone(), pkgs);
+        warnings.extend(warns);
+    }
+    // Images first by stacking order, then by architecture.
+    images.sort_by_key(|i: &LockedImage| {
+        (
+            image_names.iter().position(|n| *n == i.name),
+            archs.iter().position(|a| *a == i.architecture),
+        )
+    });
+    let lock = Lockfile {
+        format: FORMAT_VERSION,
+        distribution: dist_name.to_owned(),
+        codename: dist.codename.clone(),
+        definitions_sha256: defs.lock_inputs_sha256(dist_name),
+        epoch,
+        release,
+        image: images,
+        package,
+    };
+    Ok((lock, warnings.into_iter().collect()))
+}
+
+type ArchLock = (Vec<LockedImage>, Vec<LockedPackage>, Vec<String>);
+
+fn resolve_arch(
+    project: &Project,
+    dist: &str,
+    arch: &str,
+    universe: &Universe,
+    image_names: &[String],
+) -> Result<ArchLock> {
+    let defs = &project.definitions;
+    let mut selections: BTreeMap<String, Selection> = BTreeMap::new();
+    let mut images = Vec::new();
+    let mut packages: BTreeMap<String, (usize, BTreeSet<String>)> = BTreeMap::new();
+    let mut warnings = Vec::new();
+    for name in image_names {
+        let Some(image) = defs.image(name, dist) else {
+            continue;
+        };
+        let empty = Selection::default();
+        let base = match &image.base {
+            Some(b) => selections.get(b).unwrap_or(&empty),
+            None => &empty,
+        };
+        let sel = universe.resolve(name, &image.packages, &image.exclude, base)?;
+        let debug = universe.resolve(
+            &format!("{name} (debug)"),
+            &defs.settings.debug_packages,
+            &image.exclude,
+            &sel,
+        )?;
+        let own = record(universe, (dist, arch), name, &sel, &mut packages)?;
+        let debug_own = record(
+            universe,
+            (dist, arch),
+            &format!("{name} (debug)"),
+            &debug,
+            &mut packages,
+        )?;
+        for ex in &sel.unused_exclusions {
+            if image
+                .base
+                .as_ref()
+                .and_then(|b| defs.image(b, dist))
+                .is_none_or(|b| !b.exclude.iter().any(|e| &e.package == ex))
+            {
+                warnings.push(format!(
+                    "{dist} ({arch}): image {name}: exclusion {ex:?} is not needed by any package"
+                ));
+            }
+        }
+        let mut left_out: Vec<LockedLeftOut> = sel
+            .left_out
+            .iter()
+            .map(|l| LockedLeftOut {
+                package: l.package.clone(),
+                wanted_by: l.wanted_by.clone(),
+                relation: l.relation.clone(),
+                reason: l.reason.clone(),
+            })
+            .collect();
+        left_out.sort();
+        images.push(LockedImage {
+            name: name.clone(),
+            architecture: arch.to_owned(),
+            base: image.base.clone(),
+            packages: own,
+            debug_packages: debug_own,
+            left_out,
+        });
+        selections.insert(name.clone(), sel);
+    }
+    let packages = packages
+        .into_values()
+        .map(|(id, reasons)| locked_package(universe.candidate(id), reasons))
+        .collect();
+    Ok((images, packages, warnings))
+}
+
+/// Adds the packages `sel` contributes to `packages`, with why each is
+/// there, and returns their names.
+fn record(
+    universe: &Universe,
+    (dist, arch): (&str, &str),
+    label: &str,
+    sel: &Selection,
+    packages: &mut BTreeMap<String, (usize, BTreeSet<String>)>,
+) -> Result<Vec<String>> {
+    let mut names = Vec::new();
+    for &id in &sel.own {
+        let c = universe.candidate(id);
+        let entry = packages
+            .entry(c.name.to_owned())
+            .or_insert((id, BTreeSet::new()));
+        if entry.0 != id {
+            let other = universe.candidate(entry.0);
+            return Err(LockError::VersionClash {
+                package: format!("{} ({dist}, {arch})", c.name),
+                why: format!(
+                    "resolves to {} in one image and {} in {label}; name it in the lower image",
+                    other.version, c.version
+                ),
+            });
+        }
+        for why in sel.reasons.get(c.name).into_iter().flatten() {
+            entry.1.insert(format!("{label}: {why}"));
+        }
+        names.push(c.name.to_owned());
+    }
+    names.sort();
+    Ok(names)
+}
+
+fn locked_package(c: &Candidate, reasons: BTreeSet<String>) -> LockedPackage {
+    let (source, source_version) = match c.source {
+        Some(s) => match s.split_once('(') {
+            Some((name, v)) => (name.trim(), v.trim_end_matches(')').trim()),
+            None => (s.trim(), c.version),
+        },
+        None => (c.name, c.version),
+    };
+    LockedPackage {
+        name: c.name.to_owned(),
+        version: c.version.to_owned(),
+        architecture: c.architecture.to_owned(),
+        source: source.to_owned(),
+        source_version: source_version.to_owned(),
+        suite: c.suite.to_owned(),
+        filename: c.filename.to_owned(),
+        size: c.size,
+        sha256: c.sha256.to_ascii_lowercase(),
+        required_by: reasons.into_iter().collect(),
+    }
+}

@@ -1,0 +1,472 @@
+//! Tests of target parsing, challenges, Docker config, credential helpers,
+//! redaction and the bearer flow against a loopback token server.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpListener;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+
+use super::client::query_escape;
+use super::*;
+use crate::oci::{MEDIA_TYPE_IMAGE_INDEX, MEDIA_TYPE_IMAGE_MANIFEST};
+use crate::support::digest::sha256_digest;
+use crate::support::retry::RetryPolicy;
+
+#[test]
+fn parses_targets_and_rejects_bad_ones_in_one_line() {
+    let t = Target::parse("127.0.0.1:5000/golden/base/", true).unwrap();
+    assert_eq!(t.host, "127.0.0.1:5000");
+    assert_eq!(t.prefix, "golden/base");
+    assert_eq!(t.base_url(), "http://127.0.0.1:5000");
+    assert_eq!(t.repository("cc-debian13"), "golden/base/cc-debian13");
+    assert_eq!(t.to_string(), "127.0.0.1:5000/golden/base");
+    let t = Target::parse("registry.example.org", false).unwrap();
+    assert_eq!(
+        (t.base_url().as_str(), t.prefix.as_str()),
+        ("https://registry.example.org", "")
+    );
+    assert_eq!(t.repository("static-debian12"), "static-debian12");
+
+    for (text, insecure, says) in [
+        ("https://registry.example.org/x", false, "without a scheme"),
+        (
+            "user:hunter2@registry.example.org/x",
+            false,
+            "credentials do not belong",
+        ),
+        ("", false, "not a registry host"),
+        ("registry.example.org:99999/x", false, "not a port"),
+        (
+            "registry.example.org/Golden",
+            false,
+            "not a repository prefix",
+        ),
+        (
+            "registry.example.org/a//b",
+            false,
+            "not a repository prefix",
+        ),
+        ("registry.example.org/x", true, "loopback registries only"),
+    ] {
+        let e = Target::parse(text, insecure).unwrap_err().to_string();
+        assert!(e.contains(says), "{text}: {e}");
+        assert!(!e.contains('\n') && !e.contains("hunter2"), "{e}");
+    }
+}
+
+#[test]
+fn parses_challenges_with_quoted_commas_and_escapes() {
+    let c = Challenge::parse(
+        r#"Bearer realm="https://auth.example.org/token",service="registry.example.org",scope="repository:a/b:pull,push""#,
+    )
+    .unwrap();
+    assert_eq!(c.scheme, "bearer");
+    assert_eq!(c.param("realm"), Some("https://auth.example.org/token"));
+    assert_eq!(c.param("SERVICE"), Some("registry.example.org"));
+    assert_eq!(c.param("scope"), Some("repository:a/b:pull,push"));
+    let c = Challenge::parse(r#"Basic realm="say \"hi\"", charset=UTF-8"#).unwrap();
+    assert_eq!(c.scheme, "basic");
+    assert_eq!(c.param("realm"), Some(r#"say "hi""#));
+    assert_eq!(c.param("charset"), Some("UTF-8"));
+    assert_eq!(Challenge::parse(r#"Bearer realm="unterminated"#), None);
+    assert_eq!(Challenge::parse(""), None);
+}
+
+#[test]
+fn reads_docker_config_auths_in_both_forms_and_env_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("config.json");
+    let auth = BASE64.encode("alice:s3cret:with-colon");
+    std::fs::write(
+        &path,
+        format!(
+            r#"{{"auths": {{"https://127.0.0.1:5000/v2/": {{"auth": "{auth}"}},
+               "registry.example.org": {{"username": "bob", "password": "pw"}}}}}}"#
+        ),
+    )
+    .unwrap();
+    let no_env = |_: &str| None;
+    let c = Credentials::lookup("127.0.0.1:5000", no_env, Some(&path))
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (c.username.as_str(), c.password.as_str()),
+        ("alice", "s3cret:with-colon")
+    );
+    assert_eq!(c.source, path.display().to_string());
+    let c = Credentials::lookup("registry.example.org", no_env, Some(&path))
+        .unwrap()
+        .unwrap();
+    assert_eq!((c.username.as_str(), c.password.as_str()), ("bob", "pw"));
+    assert_eq!(
+        Credentials::lookup("127.0.0.1:5001", no_env, Some(&path)).unwrap(),
+        None
+    );
+    assert_eq!(
+        Credentials::lookup("x", no_env, Some(&dir.path().join("none.json"))).unwrap(),
+        None
+    );
+
+    let env = |k: &str| match k {
+        ENV_USERNAME => Some("carol".to_owned()),
+        ENV_PASSWORD => Some("envpw".to_owned()),
+        _ => None,
+    };
+    let c = Credentials::lookup("127.0.0.1:5000", env, Some(&path))
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (c.username.as_str(), c.source.as_str()),
+        ("carol", "the environment")
+    );
+    let half = |k: &str| (k == ENV_USERNAME).then(|| "carol".to_owned());
+    assert!(Credentials::lookup("h", half, None).is_err());
+
+    std::fs::write(&path, r#"{"auths": {"h": {"auth": "not base64 at all!"}}}"#).unwrap();
+    let e = Credentials::lookup("h", no_env, Some(&path))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("not base64") && !e.contains("at all"), "{e}");
+    std::fs::write(&path, "{ \"auths\": secret-ish garbage").unwrap();
+    let e = Credentials::lookup("h", no_env, Some(&path))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("not a Docker config") && !e.contains("garbage"),
+        "{e}"
+    );
+}
+
+#[test]
+fn credential_helpers_are_asked_in_dockers_order() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = tempfile::tempdir().unwrap();
+    // A helper speaking the protocol: it knows one host.
+    let helper = |name: &str, user: &str| {
+        let path = dir.path().join(format!("docker-credential-{name}"));
+        std::fs::write(
+            &path,
+            format!(
+                "#!/bin/sh\n[ \"$1\" = get ] || exit 2\nread host\n[ \"$host\" = 127.0.0.1:5000 ] || {{ echo 'credentials not found in native keychain'; exit 1; }}\necho '{{\"ServerURL\":\"127.0.0.1:5000\",\"Username\":\"{user}\",\"Secret\":\"helper-s3cret\"}}'\n"
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    };
+    helper("store", "from-store");
+    helper("special", "from-special");
+    std::fs::write(
+        dir.path().join("docker-credential-garbled"),
+        "#!/bin/sh\necho helper-s3cret\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        dir.path().join("docker-credential-garbled"),
+        std::fs::Permissions::from_mode(0o755),
+    )
+    .unwrap();
+    let config = dir.path().join("config.json");
+    std::fs::write(
+        &config,
+        r#"{"auths": {"127.0.0.1:5000": {}}, "credsStore": "store",
+            "credHelpers": {"127.0.0.1:5000": "special", "127.0.0.1:7000": "garbled", "127.0.0.1:8000": "missing"}}"#,
+    )
+    .unwrap();
+    let path = dir.path().to_string_lossy().into_owned();
+    let env = |k: &str| (k == "PATH").then(|| path.clone());
+    let c = Credentials::lookup("127.0.0.1:5000", env, Some(&config))
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (c.username.as_str(), c.password.as_str(), c.source.as_str()),
+        ("from-special", "helper-s3cret", "docker-credential-special")
+    );
+    // Not in credHelpers: the store, which knows nothing of this host.
+    assert_eq!(
+        Credentials::lookup("127.0.0.1:6000", env, Some(&config)).unwrap(),
+        None
+    );
+    let e = Credentials::lookup("127.0.0.1:7000", env, Some(&config))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("docker-credential-garbled get answered") && !e.contains("s3cret"),
+        "{e}"
+    );
+    let e = Credentials::lookup("127.0.0.1:8000", env, Some(&config))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("docker-credential-missing, which is not on PATH"),
+        "{e}"
+    );
+}
+
+#[test]
+fn credentials_never_show_in_debug_output() {
+    let c = Credentials::new("alice", "hunter2", "the environment");
+    let client = Client::new(
+        Target::parse("127.0.0.1:1/x", true).unwrap(),
+        Some(c.clone()),
+        ClientOptions::default(),
+    );
+    for text in [format!("{c:?}"), format!("{client:?}")] {
+        assert!(
+            text.contains("alice") && !text.contains("hunter2"),
+            "{text}"
+        );
+    }
+}
+
+#[test]
+fn escapes_query_values_and_finds_media_types() {
+    assert_eq!(
+        query_escape("repository:a/b:pull,push"),
+        "repository:a/b:pull%2Cpush"
+    );
+    assert_eq!(query_escape("a b&c"), "a%20b%26c");
+    assert_eq!(
+        manifest_media_type(br#"{"schemaVersion":2,"manifests":[]}"#),
+        MEDIA_TYPE_IMAGE_INDEX
+    );
+    assert_eq!(
+        manifest_media_type(br#"{"mediaType":"application/x","manifests":[]}"#),
+        "application/x"
+    );
+    assert_eq!(manifest_media_type(b"{}"), MEDIA_TYPE_IMAGE_MANIFEST);
+}
+
+/// A registry that wants a bearer token from its own token endpoint,
+/// which wants basic credentials; one request per connection.
+struct TokenRegistry {
+    port: u16,
+    log: Arc<Mutex<Vec<String>>>,
+}
+
+const TOKEN: &str = "tok-9f8e7d";
+
+impl TokenRegistry {
+    fn start(user: &'static str, password: &'static str) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let seen = Arc::clone(&log);
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut line = String::new();
+                if reader.read_line(&mut line).is_err() {
+                    continue;
+                }
+                let target = line.split_whitespace().nth(1).unwrap_or("").to_owned();
+                let mut auth = String::new();
+                loop {
+                    let mut h = String::new();
+                    if reader.read_line(&mut h).unwrap_or(0) == 0 || h.trim().is_empty() {
+                        break;
+                    }
+                    if let Some((k, v)) = h.split_once(':')
+                        && k.eq_ignore_ascii_case("authorization")
+                    {
+                        auth = v.trim().to_owned();
+                    }
+                }
+                let basic = format!("Basic {}", BASE64.encode(format!("{user}:{password}")));
+                let (status, extra, body) = if target.starts_with("/token?") {
+                    seen.lock().unwrap().push(target.clone());
+                    if auth == basic {
+                        (
+                            "200 OK",
+                            String::new(),
+                            format!(r#"{{"access_token":"{TOKEN}"}}"#),
+                        )
+                    } else {
+                        ("401 Unauthorized", String::new(), String::new())
+                    }
+                } else if auth == format!("Bearer {TOKEN}") {
+                    seen.lock().unwrap().push(format!("authorised {target}"));
+                    ("404 Not Found", String::new(), String::new())
+                } else {
+                    let challenge = format!(
+                        "WWW-Authenticate: Bearer realm=\"http://127.0.0.1:{port}/token\",service=\"test\",scope=\"repository:golden/x:pull\"\r\n"
+                    );
+                    ("401 Unauthorized", challenge, String::new())
+                };
+                let mut stream = stream;
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 {status}\r\n{extra}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+            }
+        });
+        TokenRegistry { port, log }
+    }
+
+    fn client(&self, password: &str) -> Client {
+        Client::new(
+            Target::parse(&format!("127.0.0.1:{}/golden", self.port), true).unwrap(),
+            Some(Credentials::new("alice", password, "the environment")),
+            ClientOptions {
+                retry: RetryPolicy {
+                    attempts: 1,
+                    first_backoff: Duration::ZERO,
+                },
+                ..ClientOptions::default()
+            },
+        )
+    }
+}
+
+#[test]
+fn bearer_challenge_fetches_a_token_with_basic_credentials_and_reuses_it() {
+    let server = TokenRegistry::start("alice", "right-pw");
+    let client = server.client("right-pw");
+    let digest = sha256_digest(b"x");
+    assert!(!client.blob_exists("golden/x", &digest).unwrap());
+    assert!(!client.blob_exists("golden/x", &digest).unwrap());
+    let log = server.log.lock().unwrap().clone();
+    assert_eq!(
+        log,
+        [
+            "/token?service=test&scope=repository:golden/x:pull".to_owned(),
+            format!("authorised /v2/golden/x/blobs/{digest}"),
+            format!("authorised /v2/golden/x/blobs/{digest}"),
+        ]
+    );
+}
+
+#[test]
+fn refused_credentials_name_the_registry_and_never_the_secret() {
+    let server = TokenRegistry::start("alice", "right-pw");
+    let client = server.client("wrong-pw-5ecret");
+    let err = client
+        .blob_exists("golden/x", &sha256_digest(b"x"))
+        .unwrap_err();
+    let text = err.to_string();
+    assert!(err.unauthorized);
+    assert!(
+        text.starts_with(&format!("registry 127.0.0.1:{}/golden/x: ", server.port)),
+        "{text}"
+    );
+    assert!(text.contains("authentication failed"), "{text}");
+    assert!(!text.contains("5ecret") && !text.contains(TOKEN) && !text.contains('\n'));
+}
+
+#[test]
+fn an_unreachable_registry_fails_quickly_naming_it() {
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let client = Client::new(
+        Target::parse(&format!("127.0.0.1:{port}/golden"), true).unwrap(),
+        None,
+        ClientOptions {
+            retry: RetryPolicy {
+                attempts: 3,
+                first_backoff: Duration::from_millis(1),
+            },
+            ..ClientOptions::default()
+        },
+    );
+    let text = client.ping().unwrap_err().to_string();
+    assert!(
+        text.starts_with(&format!("registry 127.0.0.1:{port}: checking the API: ")),
+        "{text}"
+    );
+    assert!(text.ends_with("(after 3 attempts)"), "{text}");
+}
+
+/// Every upload path and manifest call against the real
+/// docker-registry: chunked and monolithic uploads, a mount from
+/// another repository, exact manifest bytes back.
+#[test]
+fn uploads_mounts_and_manifests_against_docker_registry() {
+    use plinth_testkit::registry::{REGISTRY_TOOL, Registry};
+    let registry = match Registry::start(None) {
+        Ok(r) => r,
+        Err(e) => {
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "{REGISTRY_TOOL} is required in CI: {e}"
+            );
+            eprintln!("skipped: {e}");
+            return;
+        }
+    };
+    let client = Client::new(
+        Target::parse(&format!("{}/t", registry.host()), true).unwrap(),
+        None,
+        ClientOptions {
+            chunk_threshold: 64 << 10,
+            chunk_size: 50_000,
+            ..ClientOptions::default()
+        },
+    );
+    client.ping().unwrap();
+    let big: Vec<u8> = (0..200_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    let small = crate::oci::EMPTY_BLOB;
+    let (big_digest, small_digest) = (sha256_digest(&big), sha256_digest(small));
+    assert!(!client.blob_exists("t/a", &big_digest).unwrap());
+    let how = client.upload_blob("t/a", &big_digest, &big, None).unwrap();
+    assert_eq!(how, Upload::Chunked);
+    let how = client
+        .upload_blob("t/a", &small_digest, small, None)
+        .unwrap();
+    assert_eq!(how, Upload::Monolithic);
+    assert!(client.blob_exists("t/a", &big_digest).unwrap());
+    let how = client
+        .upload_blob("t/b", &big_digest, &big, Some("t/a"))
+        .unwrap();
+    assert_eq!(how, Upload::Mounted);
+    // Not there to mount: the session turns into an ordinary upload.
+    let how = client
+        .upload_blob("t/b", &small_digest, small, Some("t/c"))
+        .unwrap();
+    assert_eq!(how, Upload::Monolithic);
+
+    let manifest = format!(
+        r#"{{"schemaVersion":2,"mediaType":"{MEDIA_TYPE_IMAGE_MANIFEST}","config":{{"mediaType":"application/vnd.oci.empty.v1+json","digest":"{small_digest}","size":2}},"layers":[{{"mediaType":"application/octet-stream","digest":"{big_digest}","size":{}}}]}}"#,
+        big.len()
+    );
+    let digest = sha256_digest(manifest.as_bytes());
+    assert_eq!(client.manifest_digest("t/b", &digest).unwrap(), None);
+    client
+        .put_manifest(
+            "t/b",
+            &digest,
+            MEDIA_TYPE_IMAGE_MANIFEST,
+            manifest.as_bytes(),
+        )
+        .unwrap();
+    client
+        .put_manifest("t/b", "v1", MEDIA_TYPE_IMAGE_MANIFEST, manifest.as_bytes())
+        .unwrap();
+    assert_eq!(
+        client.manifest_digest("t/b", "v1").unwrap(),
+        Some(digest.clone())
+    );
+    let (media_type, bytes) = client.get_manifest("t/b", "v1").unwrap().unwrap();
+    assert_eq!(
+        (media_type.as_str(), bytes.as_slice()),
+        (MEDIA_TYPE_IMAGE_MANIFEST, manifest.as_bytes())
+    );
+    assert!(!client.referrers_api("t/b", &digest).unwrap());
+    // Children first: a manifest whose blob is missing is refused.
+    let missing = sha256_digest(b"missing");
+    let orphan = manifest.replace(&big_digest, &missing);
+    let e = client
+        .put_manifest("t/b", "v2", MEDIA_TYPE_IMAGE_MANIFEST, orphan.as_bytes())
+        .unwrap_err()
+        .to_string();
+    let start = format!(
+        "registry {}/t/b: pushing manifest v2: HTTP 400: MANIFEST_BLOB_UNKNOWN",
+        registry.host()
+    );
+    assert!(e.starts_with(&start), "{e}");
+}
