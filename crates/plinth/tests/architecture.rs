@@ -326,7 +326,7 @@ fn read_crate(dir: &Path) -> Vec<Module> {
         .filter(|f| !is_test_file(f))
         .map(|file| {
             let text = std::fs::read_to_string(&file).unwrap();
-            let imports = crate_references(&without_tests(&text));
+            let imports = crate_references(without_tests(&text));
             Module { file, imports }
         })
         .collect()
