@@ -52,6 +52,11 @@ enum Command {
         /// Build every layer anew instead of reusing target/plinth-layers.
         #[arg(long)]
         no_layer_cache: bool,
+        /// Leave an architecture the application images declare out of this
+        /// run (a machine without its Rust target or cross linker);
+        /// repeatable. Such a build records no digests.
+        #[arg(long, value_name = "ARCH")]
+        skip_app_arch: Vec<String>,
     },
     /// Rebuild everything from scratch in a fresh directory and compare with lockfiles/digests.toml.
     Verify {
@@ -119,16 +124,24 @@ fn run(cli: Cli) -> Result<()> {
             names,
             out,
             no_layer_cache,
+            skip_app_arch,
         } => {
             let project = Project::open(&root)?;
             let cache = Cache::from_env()?;
-            let record = out.is_none();
+            let record = out.is_none() && skip_app_arch.is_empty();
             let mut options = build_options(&root, &project, names, out, cli.offline)?;
             if no_layer_cache {
                 options.layer_cache = None;
             }
+            options.skip_app_architectures = skip_app_arch;
             let tags = plinth::build::build(&project, &cache, &options, &progress::Bars::new())?;
             print_summary(&tags);
+            if !options.skip_app_architectures.is_empty() {
+                println!(
+                    "digests not recorded: application images left out {}",
+                    options.skip_app_architectures.join(", ")
+                );
+            }
             if !record {
                 return Ok(());
             }
@@ -211,6 +224,7 @@ fn build_options(
         apps,
         app_target_dir: root.join("target/plinth-apps"),
         cargo,
+        skip_app_architectures: Vec::new(),
     })
 }
 

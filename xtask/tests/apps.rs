@@ -264,6 +264,7 @@ fn rebuilding_from_a_fresh_cargo_target_gives_the_recorded_digests() {
         apps: plinth::apps::discover(&root, &cargo, &project.definitions).unwrap(),
         app_target_dir: fresh.join("cargo-target"),
         cargo,
+        skip_app_architectures: Vec::new(),
     };
     let built = plinth::build::build(&project, &cache, &options, &plinth::Silent).unwrap();
     let recorded = plinth::digests::RecordedDigests::read(&plinth::digests::RecordedDigests::path(
@@ -478,6 +479,7 @@ fn refusal(root: &Path) -> String {
         apps: plinth::apps::discover(root, &cargo, &project.definitions).unwrap(),
         app_target_dir: root.join("target/apps"),
         cargo,
+        skip_app_architectures: Vec::new(),
     };
     let err = plinth::build::build(&project, &cache, &options, &plinth::Silent).unwrap_err();
     assert!(

@@ -308,6 +308,7 @@ impl Fixture {
             apps: Vec::new(),
             app_target_dir: self.tmp.path().join("apps"),
             cargo: "cargo".into(),
+            skip_app_architectures: Vec::new(),
         }
     }
 

@@ -25,6 +25,15 @@ pub enum CompileError {
         path: PathBuf,
         source: std::io::Error,
     },
+    /// A declared architecture this machine cannot build for.
+    #[error(
+        "{image}: cannot build for {arch}: {why}; or leave {arch} out of this run (cargo xtask images --skip-app-arch {arch}, which records no digests)"
+    )]
+    Unavailable {
+        image: String,
+        arch: String,
+        why: String,
+    },
 }
 
 /// The Rust target for a Debian architecture. Always the gnu target:
@@ -38,11 +47,12 @@ pub fn rust_target(arch: &str) -> Option<&'static str> {
     }
 }
 
-/// The cross linker Cargo needs for a target that is not the host's.
-fn cross_linker(target: &str) -> Option<&'static str> {
+/// The cross linker Cargo needs for a target that is not the host's, and
+/// the Debian package that installs it.
+fn cross_linker(target: &str) -> Option<(&'static str, &'static str)> {
     match target {
-        "aarch64-unknown-linux-gnu" => Some("aarch64-linux-gnu-gcc"),
-        "x86_64-unknown-linux-gnu" => Some("x86_64-linux-gnu-gcc"),
+        "aarch64-unknown-linux-gnu" => Some(("aarch64-linux-gnu-gcc", "gcc-aarch64-linux-gnu")),
+        "x86_64-unknown-linux-gnu" => Some(("x86_64-linux-gnu-gcc", "gcc-x86-64-linux-gnu")),
         _ => None,
     }
 }
@@ -95,10 +105,12 @@ pub fn toolchain(cargo: &Path, arch: &str) -> Result<Toolchain, String> {
             linker: None,
         });
     }
-    let linker =
+    let (linker, package) =
         cross_linker(target).ok_or_else(|| format!("no cross linker known for {target}"))?;
     if !on_path(linker) {
-        return Err(format!("the cross linker {linker} is not on PATH"));
+        return Err(format!(
+            "the cross linker {linker} is not on PATH (apt-get install {package})"
+        ));
     }
     Ok(Toolchain {
         cargo: cargo.to_owned(),
@@ -256,5 +268,31 @@ mod tests {
         assert_eq!(parts[parts.len() - 1], "-Ctarget-feature=+crt-static");
         let dynamic = rustflags(Path::new("/w"), Path::new("/t"), false);
         assert!(!dynamic.to_string_lossy().contains("crt-static"));
+    }
+
+    #[test]
+    fn a_missing_target_says_how_to_install_it() {
+        use std::os::unix::fs::PermissionsExt;
+        // A rustc that is on x86_64 and has no standard library for any
+        // other target: what a fresh machine with only rustup's default has.
+        let dir = tempfile::tempdir().unwrap();
+        let libdir = dir.path().join("empty-libdir");
+        std::fs::create_dir(&libdir).unwrap();
+        let rustc = dir.path().join("rustc");
+        std::fs::write(
+            &rustc,
+            format!(
+                "#!/bin/sh\ncase \"$1\" in -vV) echo 'host: x86_64-unknown-linux-gnu';; *) echo {};; esac\n",
+                libdir.display()
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&rustc, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let err = toolchain(&dir.path().join("cargo"), "arm64").unwrap_err();
+        assert_eq!(
+            err,
+            "the Rust target aarch64-unknown-linux-gnu is not installed (rustup target add aarch64-unknown-linux-gnu)"
+        );
+        assert!(toolchain(&dir.path().join("cargo"), "riscv64").is_err());
     }
 }

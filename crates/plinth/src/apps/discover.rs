@@ -50,6 +50,11 @@ pub struct AppImage {
     pub ports: BTreeSet<String>,
     pub labels: BTreeMap<String, String>,
     pub files: Vec<AppFile>,
+    /// The Debian architectures the image is built for, in the order of
+    /// the golden images' architectures. Declared, so that the image does
+    /// not depend on which Rust targets and linkers the host happens to
+    /// have; by default every architecture of the golden images.
+    pub architectures: Vec<String>,
 }
 
 impl AppImage {
@@ -88,6 +93,7 @@ struct Fields {
     ports: Option<Vec<Port>>,
     labels: Option<BTreeMap<String, String>>,
     files: Option<Vec<FileSpec>>,
+    architectures: Option<Vec<String>>,
 }
 
 impl Fields {
@@ -102,6 +108,7 @@ impl Fields {
             ports: self.ports.or(d.ports),
             labels: self.labels.or(d.labels),
             files: self.files.or(d.files),
+            architectures: self.architectures.or(d.architectures),
         }
     }
 }
@@ -279,6 +286,7 @@ fn app_image(
     if let Some(k) = env.keys().find(|k| k.is_empty() || k.contains('=')) {
         return Err(format!("environment variable name {k:?} is not valid"));
     }
+    let architectures = architectures(fields.architectures, definitions)?;
     Ok(AppImage {
         name: name.to_owned(),
         package: package.name.to_string(),
@@ -303,7 +311,34 @@ fn app_image(
             .into_iter()
             .map(|f| app_file(root, dir, f))
             .collect::<Result<_, _>>()?,
+        architectures,
     })
+}
+
+/// The declared architectures, each one the golden images are built for,
+/// in their order; all of them when none are declared.
+fn architectures(
+    declared: Option<Vec<String>>,
+    definitions: &Definitions,
+) -> Result<Vec<String>, String> {
+    let golden = &definitions.settings.architectures;
+    let Some(declared) = declared else {
+        return Ok(golden.clone());
+    };
+    if declared.is_empty() {
+        return Err("architectures is empty".into());
+    }
+    if let Some(a) = declared.iter().find(|a| !golden.contains(a)) {
+        return Err(format!(
+            "architecture {a:?} is not one the golden images are built for ({})",
+            golden.join(", ")
+        ));
+    }
+    Ok(golden
+        .iter()
+        .filter(|a| declared.contains(a))
+        .cloned()
+        .collect())
 }
 
 /// `static` (the newest distribution) or `static-debian12`.
@@ -548,5 +583,43 @@ mod tests {
                 "{source} {path}"
             );
         }
+    }
+
+    #[test]
+    fn architectures_are_declared_known_and_in_the_golden_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let images = dir.path().join("images");
+        std::fs::create_dir(&images).unwrap();
+        std::fs::write(
+            images.join("plinth.toml"),
+            "architectures = [\"amd64\", \"arm64\"]\ndebug-packages = [\"busybox-static\"]\n\
+             [os-release]\npretty-name = \"D\"\nhome-url = \"https://example.org/\"\n\
+             support-url = \"https://example.org/\"\nbug-report-url = \"https://example.org/\"\n\
+             [distribution.debian13]\ncodename = \"trixie\"\nversion = \"13\"\nkeys = [\"k\"]\n\
+             components = [\"main\"]\nsuites = [{ name = \"trixie\", archive = \"debian\" }]\n",
+        )
+        .unwrap();
+        std::fs::write(
+            images.join("static.toml"),
+            "name = \"static\"\ndescription = \"s\"\npackages = [\"base-files\"]\n",
+        )
+        .unwrap();
+        let defs = Definitions::load(&images).unwrap();
+        let declared = |a: &[&str]| Some(a.iter().map(|s| s.to_string()).collect());
+        assert_eq!(architectures(None, &defs).unwrap(), ["amd64", "arm64"]);
+        assert_eq!(
+            architectures(declared(&["arm64", "amd64"]), &defs).unwrap(),
+            ["amd64", "arm64"]
+        );
+        assert_eq!(
+            architectures(declared(&["amd64"]), &defs).unwrap(),
+            ["amd64"]
+        );
+        let err = architectures(declared(&["riscv64"]), &defs).unwrap_err();
+        assert_eq!(
+            err,
+            "architecture \"riscv64\" is not one the golden images are built for (amd64, arm64)"
+        );
+        assert!(architectures(declared(&[]), &defs).is_err());
     }
 }

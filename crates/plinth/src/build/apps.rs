@@ -10,7 +10,7 @@ use super::layers::{ArchLayers, BuiltLayer, DistributionLayers, LayerBlob, Layer
 use super::layouts::{
     BaseImage, LayoutBuilder, LayoutContext, Manifests, PlatformImage, chain, image_config,
 };
-use crate::apps::compile::{self, Request};
+use crate::apps::compile::{self, CompileError, Request};
 use crate::apps::elf::{self, ImageTree};
 use crate::apps::{self, AppImage};
 use crate::definitions::{VARIANTS, Variant};
@@ -50,28 +50,31 @@ pub(super) fn compile_all<'a>(
     if apps.is_empty() {
         return Ok(Vec::new());
     }
-    let archs = &project.definitions.settings.architectures;
+    // Every declared architecture must be buildable here (or skipped for
+    // this run on purpose): an image never quietly loses a platform.
     let mut toolchains = BTreeMap::new();
-    for arch in archs {
-        match compile::toolchain(&options.cargo, arch) {
-            Ok(t) => {
-                toolchains.insert(arch.clone(), t);
+    for app in apps {
+        for arch in wanted_architectures(app, options) {
+            if toolchains.contains_key(arch) {
+                continue;
             }
-            Err(why) => tracing::warn!("application images: {arch} skipped: {why}"),
+            let toolchain = compile::toolchain(&options.cargo, arch).map_err(|why| {
+                CompileError::Unavailable {
+                    image: app.name.clone(),
+                    arch: arch.clone(),
+                    why,
+                }
+            })?;
+            toolchains.insert(arch.clone(), toolchain);
         }
-    }
-    if toolchains.is_empty() {
-        return Err(Error::Usage(format!(
-            "application images: this machine can build for none of {}",
-            archs.join(", ")
-        )));
     }
     let checksums = apps::lock_checksums(&project.root);
     let mut crates_by_target = BTreeMap::new();
-    progress.begin(
-        "applications: cargo build",
-        (apps.len() * toolchains.len()) as u64,
-    );
+    let builds = apps
+        .iter()
+        .map(|a| wanted_architectures(a, options).count())
+        .sum::<usize>();
+    progress.begin("applications: cargo build", builds as u64);
     let mut out = Vec::new();
     for app in apps {
         let epoch = epochs.get(&app.distribution).copied().unwrap_or(0);
@@ -80,7 +83,8 @@ pub(super) fn compile_all<'a>(
             binaries: BTreeMap::new(),
             crates: BTreeMap::new(),
         };
-        for (arch, toolchain) in &toolchains {
+        for arch in wanted_architectures(app, options) {
+            let toolchain = &toolchains[arch];
             let request = Request {
                 package: &app.package,
                 binaries: &app.binaries,
@@ -117,6 +121,17 @@ pub(super) fn compile_all<'a>(
     }
     progress.end();
     Ok(out)
+}
+
+/// The architectures of `app` this run builds: the declared ones, less
+/// those the caller skips.
+fn wanted_architectures<'a>(
+    app: &'a AppImage,
+    options: &'a BuildOptions,
+) -> impl Iterator<Item = &'a String> {
+    app.architectures
+        .iter()
+        .filter(|a| !options.skip_app_architectures.contains(a))
 }
 
 fn variant(app: &AppImage) -> Variant {

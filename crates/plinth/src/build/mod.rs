@@ -58,6 +58,9 @@ pub struct BuildOptions {
     pub app_target_dir: PathBuf,
     /// The `cargo` that compiles them.
     pub cargo: PathBuf,
+    /// Architectures the application images leave out of this run, though
+    /// they declare them; such a build is not the recorded one.
+    pub skip_app_architectures: Vec<String>,
 }
 
 /// What a build was asked for: golden images (with everything they stand
