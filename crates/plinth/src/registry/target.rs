@@ -115,6 +115,13 @@ fn valid_path_component(c: &str) -> bool {
         })
 }
 
+/// Whether `host` (without a port) names this machine: `localhost` or a
+/// loopback address. A name that merely starts like one
+/// (`127.example.org`) is not.
 pub(super) fn is_loopback(host: &str) -> bool {
-    host == "localhost" || host.starts_with("127.")
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }

@@ -470,3 +470,26 @@ fn uploads_mounts_and_manifests_against_docker_registry() {
     );
     assert!(e.starts_with(&start), "{e}");
 }
+
+#[test]
+fn only_loopback_addresses_are_loopback() {
+    use super::target::is_loopback;
+    for host in ["localhost", "127.0.0.1", "127.1.2.3", "[::1]", "::1"] {
+        assert!(is_loopback(host), "{host}");
+    }
+    for host in [
+        "127.example.org",
+        "127.0.0.1.example.org",
+        "localhost.example.org",
+        "10.0.0.1",
+        "",
+    ] {
+        assert!(!is_loopback(host), "{host}");
+    }
+    let err = Target::parse("127.example.org:5000/golden", true).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("--insecure (plain HTTP) is for loopback registries only"),
+        "{err}"
+    );
+}
