@@ -79,6 +79,11 @@ pub fn parse_rfc2822(s: &str) -> Option<u64> {
         _ => return None,
     };
     let year: i64 = w.next()?.parse().ok()?;
+    // A Release from before Unix time or past what RFC 3339 can say is not
+    // a date plinth can use; the bound also keeps the arithmetic in range.
+    if !(1970..=9999).contains(&year) {
+        return None;
+    }
     let mut hms = w.next()?.split(':').map(|p| p.parse::<u64>().ok());
     let (h, m, sec) = (hms.next()??, hms.next()??, hms.next()??);
     match w.next() {
@@ -186,5 +191,12 @@ mod tests {
         assert_eq!(parse_rfc2822("Thu, 01 Jan 1970 00:00:00 UTC"), Some(0));
         assert_eq!(parse_rfc2822("Sat, 21 Foo 2026 09:15:44 UTC"), None);
         assert_eq!(parse_rfc2822("Sat, 21 Nov 2026 09:15:44 +0100"), None);
+        // Years that would overflow the day arithmetic are refused, not a panic.
+        assert_eq!(
+            parse_rfc2822("Sat, 21 Nov 9223372036854775807 09:15:44 UTC"),
+            None
+        );
+        assert_eq!(parse_rfc2822("Sat, 21 Nov 10000 09:15:44 UTC"), None);
+        assert_eq!(parse_rfc2822("Thu, 31 Dec 1969 23:59:59 UTC"), None);
     }
 }
