@@ -441,7 +441,7 @@ fn fixture_workspace(links_zlib: bool) -> PathBuf {
     .unwrap();
     fs::write(
         dir.join("svc/Cargo.toml"),
-        "[package]\nname = \"svc\"\nversion = \"0.1.0\"\nedition = \"2024\"\nlicense = \"MIT\"\n\n[package.metadata.plinth]\nbase = \"base-nossl\"\n",
+        "[package]\nname = \"svc\"\nversion = \"0.1.0\"\nedition = \"2024\"\nlicense = \"MIT\"\n\n[package.metadata.plinth]\nbase = \"base-nossl\"\narchitectures = [\"amd64\"]\n",
     )
     .unwrap();
     let main = if links_zlib {
