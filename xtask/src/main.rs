@@ -40,6 +40,11 @@ enum Command {
         /// Without the network: fail if the lockfiles do not match images/.
         #[arg(long)]
         check: bool,
+        /// Accept a Release older than the one the lockfile records (going
+        /// back to an older snapshot on purpose); without it such a Release
+        /// is refused as a replay.
+        #[arg(long, conflicts_with = "check")]
+        allow_downgrade: bool,
     },
     /// Build every image (or the named ones and what they stand on) from the lockfiles.
     Images {
@@ -94,16 +99,20 @@ fn run(cli: Cli) -> Result<()> {
     }
     let root = project_root();
     match cli.command {
-        Command::Lock { check: true } => {
+        Command::Lock { check: true, .. } => {
             let project = Project::open(&root)?;
             project.lockfiles()?;
             println!("lockfiles match the image definitions");
         }
-        Command::Lock { check: false } => {
+        Command::Lock {
+            check: false,
+            allow_downgrade,
+        } => {
             let project = Project::open(&root)?;
             let cache = Cache::from_env()?;
             let options = LockOptions {
                 offline: cli.offline,
+                allow_downgrade,
                 ..LockOptions::default()
             };
             let report = plinth::lock::lock(&project, &cache, &options, &progress::Bars::new())?;

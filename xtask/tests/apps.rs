@@ -60,7 +60,11 @@ fn image_tree(repo: &str, tag: &str) -> ImageTree {
     let layout = built().join(repo);
     let m = manifest(&layout, tag);
     ImageTree::from_layers(m.layers.iter().map(|l| {
-        plinth::layer::read_layer(&plinth::oci::read_described(&layout, l).unwrap()).unwrap()
+        plinth::layer::read_layer(
+            &plinth::oci::read_described(&layout, l).unwrap(),
+            &plinth::tarfs::TarLimits::NONE,
+        )
+        .unwrap()
     }))
 }
 
@@ -176,6 +180,7 @@ fn images_say_what_they_stand_on_and_hold_only_the_application() {
         assert_eq!(m.layers[..m.layers.len() - 1], base_m.layers[..]);
         let top = plinth::layer::read_layer(
             &plinth::oci::read_described(&layout, m.layers.last().unwrap()).unwrap(),
+            &plinth::tarfs::TarLimits::NONE,
         )
         .unwrap();
         let files: BTreeSet<(String, u32)> = top

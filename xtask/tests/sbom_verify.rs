@@ -175,7 +175,7 @@ fn status_d_packages(layout: &Path, tag: &str) -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();
     for layer in &manifest.layers {
         let blob = plinth::oci::read_blob(layout, &layer.digest).unwrap();
-        for e in plinth::layer::read_layer(&blob).unwrap() {
+        for e in plinth::layer::read_layer(&blob, &plinth::tarfs::TarLimits::NONE).unwrap() {
             let Some(name) = e.path.strip_prefix("var/lib/dpkg/status.d/") else {
                 continue;
             };
@@ -241,7 +241,11 @@ fn verify_names_the_layer_and_paths_that_changed() {
     let blob_path = layout
         .join("blobs/sha256")
         .join(digest.trim_start_matches("sha256:"));
-    let mut entries = plinth::layer::read_layer(&std::fs::read(&blob_path).unwrap()).unwrap();
+    let mut entries = plinth::layer::read_layer(
+        &std::fs::read(&blob_path).unwrap(),
+        &plinth::tarfs::TarLimits::NONE,
+    )
+    .unwrap();
     let epoch = entries.iter().map(|e| e.mtime).max().unwrap();
     for e in &mut entries {
         match e.path.as_str() {

@@ -90,6 +90,9 @@ impl RecordedDigests {
     pub fn write(&self, path: &Path) -> Result<bool> {
         let body = toml::to_string(self).map_err(|e| Error::Output(e.to_string()))?;
         let text = format!("{HEADER}{body}");
+        if let Some(dir) = path.parent() {
+            crate::support::fs::remove_stale_temporaries(dir);
+        }
         write_if_changed(path, text.as_bytes()).map_err(|source| Error::Io {
             path: path.to_owned(),
             source,

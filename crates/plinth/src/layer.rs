@@ -10,7 +10,7 @@ use std::io::{self, Write};
 use flate2::{Compression, GzBuilder};
 use sha2::{Digest, Sha256};
 
-use crate::tarfs::{Entry, TarError, read_tar, write_tar};
+use crate::tarfs::{Entry, TarError, TarLimits, read_tar, write_tar};
 
 /// A gzip-compressed tar layer and the two hashes an OCI image names it by.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -90,10 +90,11 @@ impl<W: Write> Write for Hashing<W> {
 }
 
 /// Reads a gzip-compressed layer back into entries (in archive order), with
-/// the same path rules as the `.deb` reader. Used by `verify` to explain how
-/// two layers differ.
-pub fn read_layer(blob: &[u8]) -> Result<Vec<Entry>, TarError> {
-    read_tar(flate2::bufread::MultiGzDecoder::new(blob))
+/// the same path rules as the `.deb` reader and within `limits`. Used by
+/// `verify` to explain how two layers differ, and by the application
+/// check to see its base.
+pub fn read_layer(blob: &[u8], limits: &TarLimits) -> Result<Vec<Entry>, TarError> {
+    read_tar(flate2::bufread::MultiGzDecoder::new(blob), limits)
 }
 
 #[cfg(test)]
@@ -239,14 +240,20 @@ mod tests {
     fn round_trip() {
         let entries = sample();
         let layer = write_layer(&entries, EPOCH).unwrap();
-        assert_eq!(read_layer(&layer.blob).unwrap(), clamped(&entries));
+        assert_eq!(
+            read_layer(&layer.blob, &TarLimits::NONE).unwrap(),
+            clamped(&entries)
+        );
     }
 
     #[test]
     fn empty_layer() {
         let layer = write_layer(&[], EPOCH).unwrap();
         assert_eq!(gunzip(&layer.blob), vec![0; 1024]);
-        assert_eq!(read_layer(&layer.blob).unwrap(), Vec::new());
+        assert_eq!(
+            read_layer(&layer.blob, &TarLimits::NONE).unwrap(),
+            Vec::new()
+        );
     }
 
     #[test]
@@ -395,7 +402,10 @@ mod tests {
             entries.push(Entry::dir(format!("b/{}", "y".repeat(len - 2)), 0o755));
         }
         let layer = write_layer(&entries, EPOCH).unwrap();
-        assert_eq!(read_layer(&layer.blob).unwrap(), clamped(&entries));
+        assert_eq!(
+            read_layer(&layer.blob, &TarLimits::NONE).unwrap(),
+            clamped(&entries)
+        );
         if !have("tar") {
             return;
         }
@@ -423,7 +433,11 @@ mod tests {
     #[test]
     fn mtimes_are_clamped_to_the_epoch() {
         let entries = [at(Entry::file("a", 0o644, b"x".to_vec()), EPOCH + 1)];
-        let read = read_layer(&write_layer(&entries, EPOCH).unwrap().blob).unwrap();
+        let read = read_layer(
+            &write_layer(&entries, EPOCH).unwrap().blob,
+            &TarLimits::NONE,
+        )
+        .unwrap();
         assert_eq!(read.first().map(|e| e.mtime), Some(EPOCH));
         // A different future mtime gives the same bytes.
         let later = [at(Entry::file("a", 0o644, b"x".to_vec()), EPOCH + 99)];
@@ -526,15 +540,18 @@ mod tests {
         let blob = write_layer(&sample(), EPOCH).unwrap().blob;
         // Every proper prefix is refused (a cut gzip stream, or a cut tar).
         for cut in 0..blob.len() {
-            assert!(read_layer(&blob[..cut]).is_err(), "prefix {cut} accepted");
+            assert!(
+                read_layer(&blob[..cut], &TarLimits::NONE).is_err(),
+                "prefix {cut} accepted"
+            );
         }
         let mut flipped = blob.clone();
         let middle = flipped.len() / 2;
         flipped[middle] ^= 0x55;
-        assert!(read_layer(&flipped).is_err());
+        assert!(read_layer(&flipped, &TarLimits::NONE).is_err());
         let mut trailing = blob.clone();
         trailing.extend_from_slice(b"garbage");
-        assert!(read_layer(&trailing).is_err());
+        assert!(read_layer(&trailing, &TarLimits::NONE).is_err());
     }
 
     fn gzip(bytes: &[u8]) -> Vec<u8> {
@@ -547,13 +564,13 @@ mod tests {
     fn read_requires_the_end_block() {
         let tar = gunzip(&write_layer(&sample(), EPOCH).unwrap().blob);
         let without_end = &tar[..tar.len() - 1024];
-        let err = read_layer(&gzip(without_end)).unwrap_err();
+        let err = read_layer(&gzip(without_end), &TarLimits::NONE).unwrap_err();
         assert_eq!(
             err.to_string(),
             "tar stream ends without an end-of-archive block"
         );
         // One zero block is an end, as in GNU tar.
-        assert!(read_layer(&gzip(&tar[..tar.len() - 512])).is_ok());
+        assert!(read_layer(&gzip(&tar[..tar.len() - 512]), &TarLimits::NONE).is_ok());
     }
 
     #[test]
@@ -571,7 +588,7 @@ mod tests {
             header.set_cksum();
             tar.append(&header, io::empty()).unwrap();
         }
-        let entries = read_layer(&gzip(&tar.into_inner().unwrap())).unwrap();
+        let entries = read_layer(&gzip(&tar.into_inner().unwrap()), &TarLimits::NONE).unwrap();
         assert_eq!(entries, vec![Entry::dir("etc", 0o755)]);
     }
 }

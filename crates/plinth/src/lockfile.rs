@@ -12,7 +12,9 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::definitions::Definitions;
+use crate::debian::name::{PackageName, PoolPath};
+use crate::definitions::{Definitions, Name};
+use crate::support::digest::Sha256Hex;
 use crate::support::text::one_line;
 
 pub const FORMAT_VERSION: u32 = 1;
@@ -41,39 +43,39 @@ pub enum LockfileError {
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct Lockfile {
     pub format: u32,
-    pub distribution: String,
-    pub codename: String,
+    pub distribution: Name,
+    pub codename: Name,
     /// Checksum of the image definitions this lock was made from.
-    pub definitions_sha256: String,
+    pub definitions_sha256: Sha256Hex,
     /// Seconds since the Unix epoch: the newest `Date` of the Release files
     /// below. Every timestamp in the images comes from it.
     pub epoch: u64,
     pub release: Vec<LockedRelease>,
     pub image: Vec<LockedImage>,
     /// Packages per target architecture, by name.
-    pub package: BTreeMap<String, Vec<LockedPackage>>,
+    pub package: BTreeMap<Name, Vec<LockedPackage>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct LockedRelease {
-    pub suite: String,
-    pub archive: String,
+    pub suite: Name,
+    pub archive: Name,
     pub date: String,
-    pub inrelease_sha256: String,
+    pub inrelease_sha256: Sha256Hex,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct LockedImage {
-    pub name: String,
-    pub architecture: String,
+    pub name: Name,
+    pub architecture: Name,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub base: Option<String>,
+    pub base: Option<Name>,
     /// The packages of this image's own layer (not those of its base).
-    pub packages: Vec<String>,
+    pub packages: Vec<PackageName>,
     /// What the debug variants add on top.
-    pub debug_packages: Vec<String>,
+    pub debug_packages: Vec<PackageName>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub left_out: Vec<LockedLeftOut>,
 }
@@ -90,17 +92,17 @@ pub struct LockedLeftOut {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct LockedPackage {
-    pub name: String,
+    pub name: PackageName,
     pub version: String,
     /// The package's own architecture (`all` or the target).
-    pub architecture: String,
+    pub architecture: Name,
     pub source: String,
     pub source_version: String,
-    pub suite: String,
+    pub suite: Name,
     /// Path below the archive root; any mirror serving these bytes will do.
-    pub filename: String,
+    pub filename: PoolPath,
     pub size: u64,
-    pub sha256: String,
+    pub sha256: Sha256Hex,
     /// `<image>: requested` or `<image>: <package that depends on it>`.
     pub required_by: Vec<String>,
 }
@@ -238,7 +240,7 @@ impl LockDiff {
             let mut map = BTreeMap::new();
             for (arch, pkgs) in lock.map(|l| &l.package).into_iter().flatten() {
                 for p in pkgs {
-                    map.insert((arch.clone(), p.name.clone()), p.version.clone());
+                    map.insert((arch.to_string(), p.name.to_string()), p.version.clone());
                 }
             }
             map
@@ -301,17 +303,21 @@ impl fmt::Display for LockDiff {
 mod tests {
     use super::*;
 
-    fn pkg(name: &str, version: &str) -> LockedPackage {
+    fn name(text: &str) -> Name {
+        Name::parse(text).unwrap()
+    }
+
+    fn pkg(package: &str, version: &str) -> LockedPackage {
         LockedPackage {
-            name: name.into(),
+            name: PackageName::parse(package).unwrap(),
             version: version.into(),
-            architecture: "all".into(),
-            source: name.into(),
+            architecture: name("all"),
+            source: package.into(),
             source_version: version.into(),
-            suite: "trixie".into(),
-            filename: format!("pool/main/{name}.deb"),
+            suite: name("trixie"),
+            filename: PoolPath::parse(&format!("pool/main/{package}.deb")).unwrap(),
             size: 1,
-            sha256: "00".repeat(32),
+            sha256: Sha256Hex::of(package.as_bytes()),
             required_by: vec!["static: requested".into()],
         }
     }
@@ -319,27 +325,27 @@ mod tests {
     fn lock(pkgs: Vec<LockedPackage>) -> Lockfile {
         Lockfile {
             format: FORMAT_VERSION,
-            distribution: "debian13".into(),
-            codename: "trixie".into(),
-            definitions_sha256: "ab".into(),
+            distribution: name("debian13"),
+            codename: name("trixie"),
+            definitions_sha256: Sha256Hex::of(b"definitions"),
             epoch: 1,
             release: vec![],
             image: vec![LockedImage {
-                name: "static".into(),
-                architecture: "amd64".into(),
+                name: name("static"),
+                architecture: name("amd64"),
                 base: None,
-                packages: vec!["a".into()],
+                packages: vec![PackageName::parse("aa").unwrap()],
                 debug_packages: vec![],
                 left_out: vec![],
             }],
-            package: [("amd64".to_owned(), pkgs)].into(),
+            package: [(name("amd64"), pkgs)].into(),
         }
     }
 
     #[test]
     fn round_trips_and_diffs() {
-        let old = lock(vec![pkg("a", "1.0"), pkg("b", "1")]);
-        let new = lock(vec![pkg("a", "1.1"), pkg("c", "2")]);
+        let old = lock(vec![pkg("aa", "1.0"), pkg("bb", "1")]);
+        let new = lock(vec![pkg("aa", "1.1"), pkg("cc", "2")]);
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("x.lock.toml");
         new.write(&path).unwrap();
@@ -350,9 +356,9 @@ mod tests {
                 .contains("[[package.amd64]]")
         );
         let text = LockDiff::between("debian13", Some(&old), &new).to_string();
-        assert!(text.contains("upgraded a 1.0 → 1.1 (amd64)"), "{text}");
-        assert!(text.contains("added    c 2 (amd64)"), "{text}");
-        assert!(text.contains("removed  b 1 (amd64)"), "{text}");
+        assert!(text.contains("upgraded aa 1.0 → 1.1 (amd64)"), "{text}");
+        assert!(text.contains("added    cc 2 (amd64)"), "{text}");
+        assert!(text.contains("removed  bb 1 (amd64)"), "{text}");
     }
 
     #[test]

@@ -14,7 +14,7 @@ use crate::layer::read_layer;
 use crate::oci::{self, Manifest};
 use crate::project::{Progress, Project};
 use crate::support::digest::{sha256_digest, sha256_hex};
-use crate::tarfs::{Entry, EntryKind};
+use crate::tarfs::{Entry, EntryKind, TarLimits};
 
 #[derive(Debug, Default)]
 pub struct VerifyReport {
@@ -48,7 +48,12 @@ pub fn verify(
         recorded.differences(&fresh)
     };
     if let Some(reference) = reference.filter(|r| r.is_dir()) {
-        differences.extend(explain(&fresh, &options.out_dir, reference)?);
+        let limits = &project.definitions.settings.limits;
+        let limits = TarLimits {
+            entry: limits.entry.0,
+            total: limits.layer.0,
+        };
+        differences.extend(explain(&fresh, &options.out_dir, reference, &limits)?);
     }
     Ok(VerifyReport {
         tags: fresh.len(),
@@ -60,7 +65,12 @@ pub fn verify(
 /// reference layouts, layer by layer and, inside a differing layer, path
 /// by path. Reference blobs are read as they are, without trusting their
 /// file names, so a layout changed in place is caught too.
-fn explain(fresh: &[TagSummary], fresh_dir: &Path, reference: &Path) -> Result<Vec<String>> {
+fn explain(
+    fresh: &[TagSummary],
+    fresh_dir: &Path,
+    reference: &Path,
+    limits: &TarLimits,
+) -> Result<Vec<String>> {
     let mut out = Vec::new();
     let mut explained: BTreeSet<(String, String)> = BTreeSet::new();
     // Every tag of a repository shares most layers: hash each file once.
@@ -103,7 +113,7 @@ fn explain(fresh: &[TagSummary], fresh_dir: &Path, reference: &Path) -> Result<V
                 let ref_bytes = read_raw(&ref_path)?;
                 let fresh_bytes =
                     read_raw(&blob_path(&fresh_dir.join(&tag.repository), fresh_digest))?;
-                for line in layer_differences(&fresh_bytes, &ref_bytes)? {
+                for line in layer_differences(&fresh_bytes, &ref_bytes, limits)? {
                     out.push(format!(
                         "{here}: layer {} ({}): {line}",
                         i + 1,
@@ -142,10 +152,16 @@ fn short(digest: &str) -> &str {
     &digest[..digest.len().min(19)]
 }
 
-/// Path-by-path differences between two layers, as "/path: what".
-pub fn layer_differences(rebuilt: &[u8], reference: &[u8]) -> Result<Vec<String>> {
+/// Path-by-path differences between two layers, as "/path: what"; the
+/// reference layer (any file the user points at) is read within `limits`.
+pub fn layer_differences(
+    rebuilt: &[u8],
+    reference: &[u8],
+    limits: &TarLimits,
+) -> Result<Vec<String>> {
     let read = |bytes: &[u8], which: &str| {
-        read_layer(bytes).map_err(|e| Error::Output(format!("reading the {which} layer: {e}")))
+        read_layer(bytes, limits)
+            .map_err(|e| Error::Output(format!("reading the {which} layer: {e}")))
     };
     let index = |entries: Vec<Entry>| -> BTreeMap<String, Entry> {
         entries.into_iter().map(|e| (e.path.clone(), e)).collect()
@@ -234,7 +250,7 @@ mod tests {
         changed.push(Entry::file("etc/d", 0o644, &b""[..]));
         let a = write_layer(&changed, 10).unwrap();
         let b = write_layer(&base, 10).unwrap();
-        let lines = layer_differences(&a.blob, &b.blob).unwrap();
+        let lines = layer_differences(&a.blob, &b.blob, &TarLimits::NONE).unwrap();
         assert!(
             lines[0].starts_with("/etc/a: content file sha256:"),
             "{lines:?}"

@@ -285,6 +285,7 @@ impl Fixture {
             apt_dir: self.apt_dir.clone(),
             fetch: fetch_options(),
             now: unix_time(DEFAULT_SIGNATURE_TIME + 86_400),
+            allow_downgrade: false,
         };
         let project = Project::open(&self.root).unwrap();
         let cache = Cache::at(&self.cache_dir).unwrap();
@@ -455,7 +456,7 @@ struct Tree(BTreeMap<String, Entry>);
 impl Tree {
     fn read(layout: &Path, desc: &Descriptor) -> Tree {
         let blob = oci::read_described(layout, desc).unwrap();
-        let entries = plinth::layer::read_layer(&blob).unwrap();
+        let entries = plinth::layer::read_layer(&blob, &plinth::tarfs::TarLimits::NONE).unwrap();
         Tree(entries.into_iter().map(|e| (e.path.clone(), e)).collect())
     }
 
@@ -891,6 +892,99 @@ fn refuses_hostile_packages() {
         fx.lock_app(&packages, "");
         assert_eq!(fx.build_fails(&options), expected, "{packages:?}");
     }
+}
+
+/// A pull request that edits a lockfile's `sha256` into a path: the old
+/// cache took it as the name of a corrupt entry and deleted that file.
+#[test]
+fn a_lockfile_value_never_becomes_a_path() {
+    let fx = Fixture::new();
+    let options = fx.options();
+    fx.build_ok(&options);
+    let victim = fx.tmp.path().join("victim");
+    fs::write(&victim, "precious").unwrap();
+    let lockfile = fx.lockfile_path();
+    let text = fs::read_to_string(&lockfile).unwrap();
+    let sha = &fx.pool_entry("libc6", "amd64").sha256;
+    for bad in ["../../../victim", &victim.display().to_string()] {
+        fs::write(&lockfile, text.replace(sha.as_str(), bad)).unwrap();
+        let cache = snapshot(&fx.cache_dir);
+        let before = snapshot(&options.out_dir);
+        let err = fx.build(&options).unwrap_err().to_string();
+        assert!(
+            err.starts_with(&lockfile.display().to_string())
+                && err.contains(&format!(
+                    "invalid sha256 {bad:?}: expected 64 lowercase hex digits"
+                )),
+            "{err}"
+        );
+        assert_eq!(fs::read_to_string(&victim).unwrap(), "precious");
+        assert_same_tree(&cache, &snapshot(&fx.cache_dir), "cache");
+        assert_same_tree(&before, &snapshot(&options.out_dir), "out dir");
+    }
+}
+
+fn zeros(deb: DebBuilder, _arch: &str) -> DebBuilder {
+    deb.file("/usr/share/zeros", 0o644, vec![0u8; 64 << 20])
+}
+
+fn two_mib(deb: DebBuilder, _arch: &str) -> DebBuilder {
+    let noise: Vec<u8> = (0..2u32 << 20)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    deb.file("/usr/share/noise", 0o644, noise)
+}
+
+/// Ceilings on unpacking: a package that unpacks to far more than its
+/// size suggests, or past what `[limits]` allows, is refused with one
+/// line naming it and the ceiling, and nothing is written.
+#[test]
+fn refuses_packages_past_the_ceilings() {
+    let mut fx = Fixture::new();
+    fx.publish("bomb", "1", "all", zeros);
+    fx.publish("big", "1", "all", two_mib);
+    fx.debian.write();
+    let options = fx.options();
+    fx.build_ok(&options);
+    let named = |package: &str| {
+        let e = fx.pool_entry(package, "all");
+        format!("{} {} ({})", e.package, e.version, e.filename)
+    };
+    fx.lock_app(&["bomb"], "");
+    let err = fx.build_fails(&options);
+    assert!(
+        err.starts_with(&format!(
+            "{}: data.tar.xz: unpacks to more than ",
+            named("bomb")
+        )) && err.ends_with("(limits.ratio in images/plinth.toml)"),
+        "{err}"
+    );
+    let settings = fx.root.join("images/plinth.toml");
+    let text = fs::read_to_string(&settings).unwrap();
+    let with_limits =
+        |limits: &str| fs::write(&settings, format!("{text}\n[limits]\n{limits}\n")).unwrap();
+    fx.lock_app(&["big"], "");
+    with_limits("entry = \"1 MiB\"");
+    assert_eq!(
+        fx.build_fails(&options),
+        format!(
+            "{}: data.tar.xz: ./usr/share/noise: 2 MiB, above the ceiling of 1 MiB per file (limits.entry in images/plinth.toml)",
+            named("big")
+        )
+    );
+    with_limits("package = \"1 MiB\"");
+    assert_eq!(
+        fx.build_fails(&options),
+        format!(
+            "{}: data.tar.xz: unpacks to more than 1 MiB, the ceiling per package (limits.package in images/plinth.toml)",
+            named("big")
+        )
+    );
+    with_limits("layer = \"1 MiB\"");
+    assert_eq!(
+        fx.build_fails(&options),
+        "layer of app (amd64): 2.0 MiB of files, above the ceiling of 1 MiB per layer (limits.layer in images/plinth.toml)"
+    );
 }
 
 #[test]

@@ -10,10 +10,13 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use common::{settings_toml, sha256};
+use plinth::debian::name::PackageName;
+use plinth::definitions::Name;
 use plinth::download::cache::Cache;
 use plinth::download::http::FetchOptions;
 use plinth::lock::{LockOptions, LockReport, lock};
 use plinth::lockfile::{LockedImage, LockedLeftOut, LockedRelease, Lockfile};
+use plinth::support::digest::Sha256Hex;
 use plinth::support::retry::RetryPolicy;
 use plinth::{Project, Silent};
 use plinth_testkit::keys::{DEFAULT_SIGNATURE_TIME, unix_time};
@@ -201,6 +204,7 @@ impl Fixture {
                     },
                 },
                 now: now(),
+                allow_downgrade: false,
             },
         };
         fx.publish_packages();
@@ -406,8 +410,15 @@ fn left_out(package: &str, wanted_by: &str, relation: &str, reason: &str) -> Loc
     }
 }
 
-fn strings(items: &[&str]) -> Vec<String> {
-    items.iter().map(|s| s.to_string()).collect()
+fn name(text: &str) -> Name {
+    Name::parse(text).unwrap()
+}
+
+fn package_names(items: &[&str]) -> Vec<PackageName> {
+    items
+        .iter()
+        .map(|p| PackageName::parse(p).unwrap())
+        .collect()
 }
 
 #[test]
@@ -428,10 +439,10 @@ fn locks_the_expected_packages_and_relocks_identically() {
     ]
     .into_iter()
     .map(|(suite, archive, date)| LockedRelease {
-        suite: suite.into(),
-        archive: archive.into(),
+        suite: name(suite),
+        archive: name(archive),
         date: date.into(),
-        inrelease_sha256: sha256(&fx.archive(suite).inrelease(suite)),
+        inrelease_sha256: Sha256Hex::parse(&sha256(&fx.archive(suite).inrelease(suite))).unwrap(),
     })
     .collect();
     assert_eq!(lock.release, release);
@@ -472,12 +483,17 @@ fn locks_the_expected_packages_and_relocks_identically() {
         for p in lock.packages(arch) {
             let entry = fx.pool_entry(&p.filename);
             assert_eq!(
-                (&p.version, &p.architecture, p.size, &p.sha256),
+                (
+                    &p.version,
+                    p.architecture.as_str(),
+                    p.size,
+                    p.sha256.as_str()
+                ),
                 (
                     &entry.version,
-                    &entry.architecture,
+                    entry.architecture.as_str(),
                     entry.size,
-                    &entry.sha256
+                    entry.sha256.as_str()
                 ),
                 "{arch} {}",
                 p.name
@@ -502,11 +518,11 @@ fn locks_the_expected_packages_and_relocks_identically() {
     let image =
         |name: &str, arch: &str, base: Option<&str>, pkgs: &[&str], out: &[LockedLeftOut]| {
             LockedImage {
-                name: name.into(),
-                architecture: arch.into(),
-                base: base.map(Into::into),
-                packages: strings(pkgs),
-                debug_packages: strings(&["busybox-static"]),
+                name: self::name(name),
+                architecture: self::name(arch),
+                base: base.map(self::name),
+                packages: package_names(pkgs),
+                debug_packages: package_names(&["busybox-static"]),
                 left_out: out.to_vec(),
             }
         };
@@ -766,18 +782,18 @@ fn rejects_an_unknown_package() {
 #[test]
 fn rejects_an_unsatisfiable_dependency_with_its_chain() {
     let mut fx = Fixture::locked();
-    fx.publish("trixie", "a", "1", "all", "Depends: b");
-    fx.publish("trixie", "b", "1", "all", "Depends: c (>= 2)");
-    fx.publish("trixie", "c", "1", "all", "");
+    fx.publish("trixie", "aa", "1", "all", "Depends: bb");
+    fx.publish("trixie", "bb", "1", "all", "Depends: cc (>= 2)");
+    fx.publish("trixie", "cc", "1", "all", "");
     fx.write_archives();
     fx.write_image(
         "app",
-        "name = \"app\"\ndescription = \"An application.\"\nbase = \"base\"\npackages = [\"a\"]\n",
+        "name = \"app\"\ndescription = \"An application.\"\nbase = \"base\"\npackages = [\"aa\"]\n",
     );
     assert_one_of(
         &fx.lock_fails(),
         ARCHS.map(|a| {
-            format!("app ({a}): a → b depends on \"c (>= 2)\", which no suite can satisfy")
+            format!("app ({a}): aa → bb depends on \"cc (>= 2)\", which no suite can satisfy")
         }),
     );
 }
@@ -815,6 +831,288 @@ fn rejects_malformed_definitions() {
     assert_eq!(
         fx.lock_fails(),
         format!("{base_path}: image \"base\" stands on \"statik\", which is not defined")
+    );
+    fx.write_image("base", BASE_TOML);
+
+    // Names become file names: nothing that could leave its folder.
+    let settings = fx.root.join("images/plinth.toml");
+    let settings_path = settings.display().to_string();
+    for (bad, why) in [
+        ("../evil", "must start with a lowercase letter or a digit"),
+        ("/tmp/evil", "must start with a lowercase letter or a digit"),
+        (
+            "a/b",
+            "only lowercase letters, digits, `+`, `-` and `.` are allowed",
+        ),
+        ("", "empty"),
+        ("x..y", "contains `..`"),
+    ] {
+        fx.write_image(
+            "static",
+            &STATIC_TOML.replace("\"static\"", &format!("{bad:?}")),
+        );
+        let err = fx.lock_fails();
+        assert!(
+            err.starts_with(&static_path) && err.contains(&format!("invalid name {bad:?}: {why}")),
+            "{err}"
+        );
+        fx.write_image("static", STATIC_TOML);
+        fx.write_image(
+            "base",
+            &BASE_TOML.replace(
+                "[distribution.debian13]",
+                &format!("[distribution.{bad:?}]"),
+            ),
+        );
+        let err = fx.lock_fails();
+        assert!(
+            err.starts_with(&base_path) && err.contains(&format!("invalid name {bad:?}")),
+            "{err}"
+        );
+        fx.write_image("base", BASE_TOML);
+    }
+    let text = fs::read_to_string(&settings).unwrap();
+    fs::write(
+        &settings,
+        text.replace("[distribution.debian13]", "[distribution.\"../debian13\"]"),
+    )
+    .unwrap();
+    let err = fx.lock_fails();
+    assert!(
+        err.starts_with(&settings_path) && err.contains("invalid name \"../debian13\""),
+        "{err}"
+    );
+    fs::write(
+        &settings,
+        text.replace(&format!("{RSA_KEY:?}"), "\"../../etc/key.asc\""),
+    )
+    .unwrap();
+    assert_eq!(
+        fx.lock_fails(),
+        format!(
+            "{settings_path}: distribution debian13: key \"../../etc/key.asc\" is not a file name in keys/"
+        )
+    );
+    fs::write(&settings, text.replace("\"amd64\"", "\"amd64/../..\"")).unwrap();
+    assert!(fx.lock_fails().contains("invalid name \"amd64/../..\""));
+    fs::write(&settings, text).unwrap();
+}
+
+/// Replaces the first `key = "..."` line of each `[[package.amd64]]`'s
+/// field `key` in the lockfile with `value`, as a hand edit would.
+fn edit_lockfile(fx: &Fixture, key: &str, value: &str) -> String {
+    let text = String::from_utf8(fx.lockfile_bytes()).unwrap();
+    let at = text.find("[[package.amd64]]").unwrap();
+    let start = at + text[at..].find(&format!("\n{key} = ")).unwrap() + 1;
+    let end = start + text[start..].find('\n').unwrap();
+    let edited = format!("{}{key} = {value:?}{}", &text[..start], &text[end..]);
+    fs::write(fx.lockfile_path(), &edited).unwrap();
+    text
+}
+
+#[test]
+fn check_refuses_hand_edited_values_that_would_become_paths() {
+    let fx = Fixture::locked();
+    let path = fx.lockfile_path().display().to_string();
+    for (key, value, expected) in [
+        (
+            "sha256",
+            "../../somewhere/file",
+            "invalid sha256 \"../../somewhere/file\": expected 64 lowercase hex digits",
+        ),
+        ("sha256", "/etc/passwd", "invalid sha256 \"/etc/passwd\""),
+        (
+            "name",
+            "../../usr/bin/x",
+            "invalid package name \"../../usr/bin/x\"",
+        ),
+        (
+            "filename",
+            "pool/../../../etc/passwd.deb",
+            "invalid pool path \"pool/../../../etc/passwd.deb\"",
+        ),
+        (
+            "filename",
+            "/etc/passwd",
+            "invalid pool path \"/etc/passwd\"",
+        ),
+        ("suite", "../x", "invalid name \"../x\""),
+    ] {
+        let original = edit_lockfile(&fx, key, value);
+        // `cargo xtask lock --check`
+        let err = fx.project().lockfiles().unwrap_err().to_string();
+        assert!(
+            err.starts_with(&path) && err.contains(expected),
+            "{key}: {err}"
+        );
+        assert!(!err.contains('\n'), "{err}");
+        fs::write(fx.lockfile_path(), original).unwrap();
+    }
+    fx.project().lockfiles().unwrap();
+}
+
+/// `Package`, `Filename`, `SHA256` or `Version` values no path may be made
+/// of: stanzas no image needs are skipped with a warning naming them, and
+/// an image that needs one fails naming it.
+#[test]
+fn skips_malformed_stanzas_no_image_needs_and_refuses_needed_ones() {
+    let mut fx = Fixture::locked();
+    let stanza = |package: &str, version: &str, filename: &str, sha256: &str| {
+        format!(
+            "Package: {package}\nVersion: {version}\nArchitecture: all\nFilename: {filename}\nSize: 1\nSHA256: {sha256}\n"
+        )
+    };
+    let hex = "ab".repeat(32);
+    fx.debian.add_stanza(
+        "trixie",
+        "all",
+        &stanza("../../usr/bin/x", "1", "pool/main/x/x_1_all.deb", &hex),
+    );
+    fx.debian.add_stanza(
+        "trixie",
+        "all",
+        &stanza("evil-pool", "1", "pool/../../etc/passwd.deb", &hex),
+    );
+    fx.debian.add_stanza(
+        "trixie",
+        "all",
+        &stanza("evil-sha", "1", "pool/main/e/e_1_all.deb", "../../x"),
+    );
+    fx.write_archives();
+    fx.clear_cache();
+    let report = fx.lock_ok();
+    let skipped: Vec<&String> = report
+        .warnings
+        .iter()
+        .filter(|w| w.contains("skipped a malformed stanza that no image needs"))
+        .collect();
+    for needle in [
+        "package \"../../usr/bin/x\" at line",
+        "invalid package name \"../../usr/bin/x\"",
+        "package \"evil-pool\" at line",
+        "invalid pool path \"pool/../../etc/passwd.deb\"",
+        "package \"evil-sha\" at line",
+        "SHA256 \"../../x\" is not 64 hex digits",
+    ] {
+        assert!(
+            skipped.iter().any(|w| w.contains(needle)),
+            "{needle}: {skipped:?}"
+        );
+    }
+    let text = String::from_utf8(fx.lockfile_bytes()).unwrap();
+    assert!(
+        !text.contains("evil") && !text.contains("usr/bin/x"),
+        "{text}"
+    );
+
+    // Needed: by name, or as a stanza of a package the image takes.
+    fx.write_image(
+        "static",
+        &STATIC_TOML.replace("\"tzdata\"]", "\"tzdata\", \"evil-pool\"]"),
+    );
+    let err = fx.lock_fails();
+    assert!(
+        err.contains("\"evil-pool\" is needed, but its stanza is malformed: Packages index of suite trixie: package \"evil-pool\" at line")
+            && err.contains("invalid pool path"),
+        "{err}"
+    );
+    fx.write_image("static", STATIC_TOML);
+    fx.debian.add_stanza(
+        "trixie-updates",
+        "all",
+        &stanza("netbase", "x1", "pool/main/n/n_9_all.deb", &hex),
+    );
+    fx.write_archives();
+    let err = fx.lock_fails();
+    assert!(
+        err.contains("netbase is needed, but one of its stanzas is malformed: Packages index of suite trixie-updates: package \"netbase\" at line")
+            && err.contains("invalid Debian version \"x1\""),
+        "{err}"
+    );
+}
+
+/// Every file below `dir` with its bytes.
+fn tree(dir: &Path) -> std::collections::BTreeMap<PathBuf, Vec<u8>> {
+    let mut out = std::collections::BTreeMap::new();
+    let mut pending = vec![dir.to_owned()];
+    while let Some(d) = pending.pop() {
+        for entry in fs::read_dir(&d).into_iter().flatten() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                pending.push(path);
+            } else {
+                out.insert(path.clone(), fs::read(&path).unwrap());
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn refuses_a_replayed_older_release_unless_asked() {
+    let mut fx = Fixture::locked();
+    let before = (fx.lockfile_bytes(), tree(&fx.cache_dir));
+    // A validly signed Release of the security suite from a day earlier.
+    let older = "Sun, 01 Nov 2026 09:15:44 UTC";
+    fx.security.suite(SuiteSpec {
+        date: older.into(),
+        ..security_spec(VALID_UNTIL)
+    });
+    // Only this archive: re-signing the others would change their bytes.
+    fx.security.write();
+    let err = fx.lock().unwrap_err().to_string();
+    assert_eq!(
+        err,
+        format!(
+            "{}: dated {older}, older than the {SECURITY_DATE} recorded in {}; refusing to move the \
+             lock back in time (a replayed or stale mirror); `cargo xtask lock --allow-downgrade` accepts it",
+            fx.suite_url("trixie-security", "InRelease"),
+            fx.lockfile_path().display()
+        )
+    );
+    assert!(
+        before == (fx.lockfile_bytes(), tree(&fx.cache_dir)),
+        "a refused lock changed the lockfile or the cache"
+    );
+
+    // Asked for explicitly, the lock goes back.
+    fx.options.allow_downgrade = true;
+    fx.lock_ok();
+    let lock = fx.lockfile();
+    let security = lock
+        .release
+        .iter()
+        .find(|r| r.suite == "trixie-security")
+        .unwrap();
+    assert_eq!(security.date, older);
+}
+
+#[test]
+fn rejects_a_release_dated_in_the_future() {
+    let mut fx = Fixture::locked();
+    // A day after this test's "now".
+    let future = "Fri, 06 Nov 2026 09:15:44 UTC";
+    fx.debian
+        .suite(debian_spec("trixie-updates", "stable-updates", future));
+    fx.write_archives();
+    assert_eq!(
+        fx.lock_fails(),
+        format!(
+            "{}: not valid yet: its Date {future} is in the future (is this machine's clock right?)",
+            fx.suite_url("trixie-updates", "InRelease")
+        )
+    );
+}
+
+#[test]
+fn an_unreadable_lockfile_is_not_silently_replaced() {
+    let fx = Fixture::locked();
+    fs::write(fx.lockfile_path(), "format = 1\nsurprise = 2\n").unwrap();
+    let err = fx.lock().unwrap_err().to_string();
+    assert!(
+        err.starts_with(&fx.lockfile_path().display().to_string())
+            && err.ends_with("without it a rollback of the archive cannot be ruled out: fix or remove it, or run `cargo xtask lock --allow-downgrade`"),
+        "{err}"
     );
 }
 
@@ -1059,4 +1357,122 @@ fn check_fails_when_an_exclusion_reason_changes() {
         "check passed, yet a re-lock rewrote {:?}",
         relock.written
     );
+}
+
+/// Writes `bytes` as the trixie suite's InRelease, leaving the rest.
+fn replace_inrelease(fx: &Fixture, bytes: &[u8]) {
+    fs::write(fx.debian.suite_dir("trixie").join("InRelease"), bytes).unwrap();
+}
+
+/// The trixie Release with `from` replaced by `to`, signed again by the
+/// trusted keys: a Release only Debian could have made.
+fn resigned_release(fx: &Fixture, from: &str, to: &str) -> Vec<u8> {
+    let release = fx.debian.release("trixie");
+    assert!(release.contains(from), "{from}");
+    let release = release.replacen(from, to, 1);
+    plinth_testkit::clearsign(release.as_bytes(), &[&rsa_key(), &ed25519_key()])
+}
+
+#[test]
+fn a_signed_release_listing_an_enormous_size_is_refused_not_allocated() {
+    let fx = Fixture::locked();
+    let release = fx.debian.release("trixie");
+    let line = release
+        .lines()
+        .skip_while(|l| *l != "SHA256:")
+        .find(|l| l.ends_with(" main/binary-amd64/Packages"))
+        .unwrap()
+        .to_owned();
+    let size = line.split_whitespace().nth(1).unwrap().to_owned();
+    let huge = line.replacen(&format!(" {size} "), " 1000000000000000 ", 1);
+    replace_inrelease(&fx, &resigned_release(&fx, &line, &huge));
+    let url = fx.suite_url("trixie", "main/binary-amd64/Packages");
+    assert_eq!(
+        fx.lock_fails(),
+        format!(
+            "{url}: the Release lists 1000000000000000 bytes, above the ceiling of 1 GiB per index (limits.index in images/plinth.toml)"
+        )
+    );
+    // With the ceiling lifted, the index is unpacked only as far as it
+    // goes and found to be smaller than the Release says.
+    let settings = fx.root.join("images/plinth.toml");
+    let text = fs::read_to_string(&settings).unwrap();
+    fs::write(
+        &settings,
+        format!("{text}\n[limits]\nindex = \"1000 TiB\"\n"),
+    )
+    .unwrap();
+    let err = fx.lock_fails();
+    assert!(
+        err.contains("main/binary-amd64/")
+            && err.contains("uncompressed size mismatch: the Release says 1000000000000000"),
+        "{err}"
+    );
+}
+
+#[test]
+fn cleartext_signatures_are_framed_as_strictly_as_apt() {
+    let fx = Fixture::locked();
+    let good = fx.debian.inrelease("trixie");
+    let text = String::from_utf8(good.clone()).unwrap();
+    let url = fx.suite_url("trixie", "InRelease");
+    let evil_release = fx
+        .debian
+        .release("trixie")
+        .replace("Label: Debian", "Label: Evil");
+    let second_block = plinth_testkit::clearsign(evil_release.as_bytes(), &[&intruder_key()]);
+    let cases: Vec<(Vec<u8>, &str)> = vec![
+        (
+            format!("{text}Origin: Evil\n").into_bytes(),
+            "text after the signature block: \"Origin: Evil\"",
+        ),
+        (
+            [good.clone(), second_block].concat(),
+            "text after the signature block: \"-----BEGIN PGP SIGNED MESSAGE-----\"",
+        ),
+        (
+            text.replacen("Hash: SHA512", "Hash: MD5", 1).into_bytes(),
+            "armor header Hash: \"MD5\" is not one of SHA224, SHA256, SHA384, SHA512 (the digests apt trusts)",
+        ),
+        (
+            text.replacen("Hash: SHA512", "Hash: SHA512\nComment: hello", 1)
+                .into_bytes(),
+            "armor header \"Comment: hello\": only Hash: is allowed before the signed text",
+        ),
+        (
+            text.replacen("Hash: SHA512\n", "", 1).into_bytes(),
+            "no Hash: armor header",
+        ),
+        (
+            format!("\n{text}").into_bytes(),
+            "text before -----BEGIN PGP SIGNED MESSAGE-----",
+        ),
+        (
+            text.replacen(
+                "\nOrigin: ",
+                "\n-----BEGIN PGP SIGNATURE-----x\nOrigin: ",
+                1,
+            )
+            .into_bytes(),
+            "a line of the signed text starts with a dash but is not dash-escaped: \"-----BEGIN PGP SIGNATURE-----x\"",
+        ),
+        (
+            text.replacen("-----END PGP SIGNATURE-----", "", 1)
+                .into_bytes(),
+            "the signature block is not closed",
+        ),
+    ];
+    for (bytes, why) in cases {
+        replace_inrelease(&fx, &bytes);
+        assert_eq!(
+            fx.lock_fails(),
+            format!("{url}: not a clear-signed message as apt reads it: {why}")
+        );
+    }
+    // What apt also accepts: trailing whitespace and CRs, blank lines at
+    // the end.
+    let tolerated = format!("{}\n\n", text.replace('\n', " \t\r\n"));
+    replace_inrelease(&fx, tolerated.as_bytes());
+    fx.clear_cache();
+    fx.lock_ok();
 }

@@ -14,8 +14,8 @@ use cargo_metadata::{DependencyKind, Metadata, MetadataCommand, Package, Package
 use serde::Deserialize;
 
 use crate::debian::copyright::License;
-use crate::definitions::Definitions;
 use crate::definitions::VARIANTS;
+use crate::definitions::{Definitions, Name};
 use crate::sbom::{Component, ComponentKind};
 
 #[derive(Debug, thiserror::Error)]
@@ -247,12 +247,22 @@ fn app_image(
     fields: Fields,
     definitions: &Definitions,
 ) -> Result<AppImage, String> {
-    if name.is_empty()
+    // The name is a directory under the output folder: one component,
+    // never `.` or `..`.
+    let starts_well = name
+        .bytes()
+        .next()
+        .is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
+    if !starts_well
+        || name.contains("..")
         || !name
             .bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b))
     {
-        return Err("an image name has only lowercase letters, digits, '.', '_' and '-'".into());
+        return Err(
+            "an image name starts with a lowercase letter or digit, has only lowercase letters, digits, '.', '_' and '-', and no '..'"
+                .into(),
+        );
     }
     let base = fields
         .base
@@ -321,9 +331,14 @@ fn architectures(
     declared: Option<Vec<String>>,
     definitions: &Definitions,
 ) -> Result<Vec<String>, String> {
-    let golden = &definitions.settings.architectures;
+    let golden: Vec<String> = definitions
+        .settings
+        .architectures
+        .iter()
+        .map(Name::to_string)
+        .collect();
     let Some(declared) = declared else {
-        return Ok(golden.clone());
+        return Ok(golden);
     };
     if declared.is_empty() {
         return Err("architectures is empty".into());

@@ -21,7 +21,7 @@ use crate::oci::{self, Empty, ImageConfig, Platform};
 use crate::project::{Progress, Project};
 use crate::rootfs::{GENERATED, Owners, Rootfs, RootfsError};
 use crate::sbom::{Component, GeneratedFile};
-use crate::tarfs::Entry;
+use crate::tarfs::{Entry, TarLimits};
 
 /// The tag every application image gets (and `latest-<arch>`).
 pub const APP_TAG: &str = "latest";
@@ -146,7 +146,8 @@ fn tree(chain: &[&BuiltLayer]) -> Result<ImageTree> {
     let layers = chain
         .iter()
         .map(|l| {
-            read_layer(&l.layer.bytes)
+            // Layers this build made: nothing to bound.
+            read_layer(&l.layer.bytes, &TarLimits::NONE)
                 .map_err(|e| Error::Output(format!("reading layer {}: {e}", l.layer.digest)))
         })
         .collect::<Result<Vec<_>>>()?;

@@ -10,20 +10,22 @@ use rayon::prelude::*;
 
 use super::BuildOptions;
 use crate::debian::deb::{Deb, read_deb};
+use crate::definitions::Limits;
 use crate::download::cache::Cache;
 use crate::download::http::Fetcher;
 use crate::download::mirrors::Mirrors;
 use crate::error::{Error, Result};
 use crate::lockfile::{LockedPackage, Lockfile};
 use crate::project::{Progress, Project};
-use crate::support::digest::sha256_hex;
+use crate::support::digest::{Sha256Hex, sha256_hex};
 
 /// Parsed packages by the sha256 of their `.deb`.
-pub(super) type Debs = HashMap<String, Arc<Deb>>;
+pub(super) type Debs = HashMap<Sha256Hex, Arc<Deb>>;
 
 /// Where packages come from: the cache first, then the mirrors.
 pub(super) struct Downloader<'a> {
     cache: &'a Cache,
+    limits: Limits,
     mirrors: Mirrors,
     fetcher: Fetcher,
     offline: bool,
@@ -33,6 +35,7 @@ impl<'a> Downloader<'a> {
     pub fn new(project: &Project, cache: &'a Cache, options: &BuildOptions) -> Result<Self> {
         Ok(Downloader {
             cache,
+            limits: project.definitions.settings.limits,
             mirrors: Mirrors::resolve(&project.definitions.settings, &options.apt_dir)?,
             fetcher: Fetcher::new(options.fetch.clone()),
             offline: options.offline,
@@ -56,7 +59,7 @@ impl<'a> Downloader<'a> {
             .par_iter()
             .map(|p| {
                 let bytes = self.fetch(lock, p)?;
-                let deb = read_deb(&bytes).map_err(|e| Error::Package {
+                let deb = read_deb(&bytes, &self.limits).map_err(|e| Error::Package {
                     package: format!("{} {} ({})", p.name, p.version, p.filename),
                     why: e.to_string(),
                 })?;
@@ -75,7 +78,7 @@ impl<'a> Downloader<'a> {
         }
         if self.offline {
             return Err(Error::Package {
-                package: p.filename.clone(),
+                package: p.filename.to_string(),
                 why: "not in the download cache, and --offline is set".into(),
             });
         }
@@ -85,7 +88,7 @@ impl<'a> Downloader<'a> {
             .find(|r| r.suite == p.suite)
             .map(|r| r.archive.as_str())
             .ok_or_else(|| Error::Package {
-                package: p.name.clone(),
+                package: p.name.to_string(),
                 why: format!("suite {} is not among the lock's releases", p.suite),
             })?;
         let url = format!("{}/{}", self.mirrors.url(archive)?, p.filename);
@@ -95,14 +98,14 @@ impl<'a> Downloader<'a> {
         for _ in 0..2 {
             let bytes = self.fetcher.get(&url)?;
             let sum = sha256_hex(&bytes);
-            if sum == p.sha256 {
+            if p.sha256 == sum {
                 self.cache.put(&p.sha256, &bytes)?;
                 return Ok(bytes);
             }
             last = sum;
         }
         Err(Error::Package {
-            package: p.filename.clone(),
+            package: p.filename.to_string(),
             why: format!(
                 "sha256 mismatch: the lock says {}, the mirror served {last}",
                 p.sha256
@@ -115,7 +118,11 @@ impl<'a> Downloader<'a> {
 fn needed_packages<'l>(lock: &'l Lockfile, images: &[String]) -> Vec<&'l LockedPackage> {
     let mut seen = BTreeSet::new();
     let mut out = Vec::new();
-    for img in lock.image.iter().filter(|i| images.contains(&i.name)) {
+    for img in lock
+        .image
+        .iter()
+        .filter(|i| images.iter().any(|n| i.name == *n))
+    {
         for name in img.packages.iter().chain(&img.debug_packages) {
             if let Some(p) = lock.find(&img.architecture, name)
                 && seen.insert(&p.sha256)

@@ -9,11 +9,12 @@ use std::sync::Arc;
 
 use super::layers::{ArchLayers, BuiltLayer, ImageLayers, LayerBlob, LayerContents};
 use super::trees::image_and_lock;
+use crate::debian::name::PackageName;
 use crate::error::Result;
 use crate::lockfile::{Lockfile, Lockfiles};
 use crate::project::Project;
 use crate::support::digest::{sha256_digest, sha256_hex};
-use crate::support::fs::write_atomically;
+use crate::support::fs::{remove_stale_temporaries, write_atomically};
 
 /// Bumped whenever a code change alters layer bytes for the same inputs,
 /// so that reused layers from an older plinth are never taken as current.
@@ -45,17 +46,17 @@ pub(super) fn keys(
         let below = image
             .base
             .as_ref()
-            .and_then(|b| out.get(b))
+            .and_then(|b| out.get(b.as_str()))
             .map(|k| k.own.clone())
             .unwrap_or_default();
-        let sums = |names: &[String]| -> Vec<(String, String)> {
+        let sums = |names: &[PackageName]| -> Vec<(String, String)> {
             names
                 .iter()
                 .map(|n| {
                     (
-                        n.clone(),
+                        n.to_string(),
                         lock.find(arch, n)
-                            .map(|p| p.sha256.clone())
+                            .map(|p| p.sha256.to_string())
                             .unwrap_or_default(),
                     )
                 })
@@ -101,6 +102,7 @@ struct CachedLayer {
 
 impl LayerCache {
     pub fn new(dir: &Path) -> Self {
+        remove_stale_temporaries(dir);
         LayerCache {
             dir: dir.to_owned(),
         }

@@ -25,7 +25,7 @@ use crate::sbom::{
     self, ImageSbomInput, IndexEntry, IndexSbomInput, LayerSbom, OsInfo, SbomDocument, SbomPair,
 };
 use crate::support::digest::{sha256_digest, sha256_hex};
-use crate::support::fs::write_if_changed;
+use crate::support::fs::{remove_stale_temporaries, write_if_changed};
 use crate::support::time::rfc3339;
 
 /// The file beside the layouts that lists every published file's sha256.
@@ -42,6 +42,13 @@ pub(super) fn write_all(
     options: &BuildOptions,
     progress: &dyn Progress,
 ) -> Result<Vec<TagSummary>> {
+    // What killed runs left (half-written layouts, SBOMs, sums) goes
+    // first; temporaries of a run still writing stay.
+    remove_stale_temporaries(&options.out_dir);
+    let sbom_dirs = std::fs::read_dir(options.out_dir.join("sbom"));
+    for dir in sbom_dirs.into_iter().flatten().flatten() {
+        remove_stale_temporaries(&dir.path());
+    }
     // Stale sums must not outlive a write that fails half way; they are
     // written anew once every layout is in place.
     let sums = options.out_dir.join(SUMS_FILE);
@@ -116,7 +123,7 @@ impl<'a> LayoutContext<'a> {
             os: OsInfo {
                 id: "debian".into(),
                 version_id: distribution.version.clone(),
-                version_codename: distribution.codename.clone(),
+                version_codename: distribution.codename.to_string(),
                 pretty_name: defs.settings.os_release.pretty_name.clone(),
                 name: "Debian GNU/Linux".into(),
             },

@@ -143,9 +143,9 @@ fn golden_layers(
             match layer_cache.as_ref().and_then(|c| c.load_all(&keys)) {
                 Some(layers) => {
                     tracing::info!("{dist} {arch}: every layer reused from the layer cache");
-                    per_arch.insert(arch.clone(), layers);
+                    per_arch.insert(arch.to_string(), layers);
                 }
-                None => missing.push((arch.clone(), keys)),
+                None => missing.push((arch.to_string(), keys)),
             }
         }
         if !missing.is_empty() {

@@ -14,6 +14,7 @@ use rayon::prelude::*;
 use super::debs::Debs;
 use super::layers::{ArchLayers, BuiltLayer, ImageLayers, LayerBlob, LayerContents};
 use crate::debian::deb::Deb;
+use crate::debian::name::PackageName;
 use crate::definitions::Image;
 use crate::error::{Error, Result};
 use crate::layer::write_layer;
@@ -22,6 +23,7 @@ use crate::project::{Progress, Project};
 use crate::rootfs::system;
 use crate::rootfs::{GENERATED, Owners, Rootfs, RootfsError, View};
 use crate::sbom::{GeneratedFile, PackageSbom};
+use crate::support::size::ByteSize;
 use crate::tarfs::{Entry, EntryKind};
 
 /// Everything the layers of one architecture of one distribution are
@@ -71,7 +73,7 @@ impl ArchContext<'_> {
             let lower = image
                 .base
                 .as_ref()
-                .and_then(|b| views.get(b))
+                .and_then(|b| views.get(b.as_str()))
                 .unwrap_or(&empty);
             let mut generated = Vec::new();
             if image.base.is_none() {
@@ -96,14 +98,14 @@ impl ArchContext<'_> {
             pending.push(PendingLayer {
                 image: name.clone(),
                 debug: false,
-                packages: locked.packages.clone(),
+                packages: names(&locked.packages),
                 entries: own.entries,
                 contents: own.contents,
             });
             pending.push(PendingLayer {
                 image: name.clone(),
                 debug: true,
-                packages: locked.debug_packages.clone(),
+                packages: names(&locked.debug_packages),
                 entries: debug.entries,
                 contents: debug.contents,
             });
@@ -162,6 +164,10 @@ impl ArchContext<'_> {
         progress.end();
         blobs
     }
+}
+
+fn names(packages: &[PackageName]) -> Vec<String> {
+    packages.iter().map(PackageName::to_string).collect()
 }
 
 /// An image's definition and its entry in the lock for one architecture.
@@ -233,7 +239,7 @@ impl LayerContext<'_> {
     /// (the usr-merge links must exist before any package path is
     /// resolved) and last otherwise (they replace package files, as
     /// os-release does).
-    fn tree(&self, packages: &[String], lower: &Below, generated: Vec<Entry>) -> Result<Tree> {
+    fn tree(&self, packages: &[PackageName], lower: &Below, generated: Vec<Entry>) -> Result<Tree> {
         let (arch, epoch) = (self.arch.arch, self.arch.epoch);
         let mut contents = LayerContents::default();
         let winners: BTreeMap<String, String> = self
@@ -267,7 +273,7 @@ impl LayerContext<'_> {
                 .debs
                 .get(&p.sha256)
                 .ok_or_else(|| Error::Package {
-                    package: name.clone(),
+                    package: name.to_string(),
                     why: "not fetched".into(),
                 })?;
             contents
@@ -277,7 +283,7 @@ impl LayerContext<'_> {
             if is_ca {
                 let bundle = system::ca_bundle(name, &deb.entries, &[], epoch).map_err(|e| {
                     Error::Package {
-                        package: name.clone(),
+                        package: name.to_string(),
                         why: e.to_string(),
                     }
                 })?;
@@ -291,7 +297,7 @@ impl LayerContext<'_> {
             }
             if deb.entries.iter().any(|e| e.path.ends_with("bin/busybox")) {
                 for e in system::busybox(name, &deb.entries, epoch).map_err(|e| Error::Package {
-                    package: name.clone(),
+                    package: name.to_string(),
                     why: e.to_string(),
                 })? {
                     fs.add(e, GENERATED).map_err(rootfs_err)?;
@@ -309,6 +315,23 @@ impl LayerContext<'_> {
             fs.add(e, GENERATED).map_err(rootfs_err)?;
         }
         let (entries, owners) = fs.finish().map_err(rootfs_err)?;
+        let unpacked: u64 = entries
+            .iter()
+            .map(|e| match &e.kind {
+                EntryKind::File(bytes) => bytes.len() as u64,
+                _ => 0,
+            })
+            .sum();
+        let limit = self.arch.project.definitions.settings.limits.layer;
+        if unpacked > limit.0 {
+            return Err(Error::Package {
+                package: format!("layer of {} ({arch})", self.image.name),
+                why: format!(
+                    "{} of files, above the ceiling of {limit} per layer (limits.layer in images/plinth.toml)",
+                    ByteSize(unpacked)
+                ),
+            });
+        }
         Ok(Tree {
             entries,
             owners,
@@ -335,13 +358,13 @@ fn package_sbom(p: &LockedPackage, deb: &Deb, copyright: Option<String>) -> Pack
         })
         .unwrap_or_default();
     PackageSbom {
-        name: p.name.clone(),
+        name: p.name.to_string(),
         version: p.version.clone(),
-        arch: p.architecture.clone(),
+        arch: p.architecture.to_string(),
         source: p.source.clone(),
         source_version: p.source_version.clone(),
         maintainer,
-        deb_sha256: p.sha256.clone(),
+        deb_sha256: p.sha256.to_string(),
         copyright,
     }
 }

@@ -7,7 +7,9 @@
 //! reader. Any damage (truncated container, corrupt compressed stream, tar
 //! without its end block) is an error, never a partial result.
 
-use crate::tarfs::{Entry, EntryKind, TarError, read_tar};
+use crate::definitions::Limits;
+use crate::support::size::ByteSize;
+use crate::tarfs::{Entry, EntryKind, TarError, TarLimits, read_tar};
 
 /// What plinth keeps of one `.deb`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -50,6 +52,9 @@ pub enum DebError {
     Compression { member: String, suffix: String },
     #[error("{member}: {source}")]
     Member { member: String, source: TarError },
+    /// A member unpacks past a ceiling of `[limits]`.
+    #[error("{member}: {what}")]
+    Ceiling { member: String, what: String },
     #[error("{member}: expected a {name} file")]
     MissingControlFile { member: String, name: &'static str },
     #[error("{member}: {name}: expected a regular file")]
@@ -58,8 +63,8 @@ pub enum DebError {
     ControlFileUtf8 { member: String, name: &'static str },
 }
 
-/// Parses a `.deb` held in memory.
-pub fn read_deb(bytes: &[u8]) -> Result<Deb, DebError> {
+/// Parses a `.deb` held in memory, unpacking no more than `limits` allow.
+pub fn read_deb(bytes: &[u8], limits: &Limits) -> Result<Deb, DebError> {
     // The whole container is checked before any member is decoded, so damage
     // anywhere in it is reported even past the members plinth uses.
     let members = ar_members(bytes)?;
@@ -82,7 +87,7 @@ pub fn read_deb(bytes: &[u8]) -> Result<Deb, DebError> {
         next_tar(&mut members, "data.tar", "data.tar[.xz|.zst|.gz]")?;
     // Members after data.tar are for future formats; deb(5) says to ignore them.
 
-    let control_entries = decode(control_member, control_compression)?;
+    let control_entries = decode(control_member, control_compression, limits)?;
     let text = |name| control_text(&control_entries, &control_member.name, name);
     let control = text("control")?.ok_or_else(|| DebError::MissingControlFile {
         member: control_member.name.clone(),
@@ -91,7 +96,7 @@ pub fn read_deb(bytes: &[u8]) -> Result<Deb, DebError> {
     let md5sums = text("md5sums")?;
     let conffiles = text("conffiles")?;
 
-    let entries = decode(data_member, data_compression)?;
+    let entries = decode(data_member, data_compression, limits)?;
     Ok(Deb {
         control,
         md5sums,
@@ -259,26 +264,71 @@ where
 /// gigabytes.
 const XZ_MEMLIMIT: u64 = 1 << 30;
 
-fn decode(member: &Member<'_>, compression: Compression) -> Result<Vec<Entry>, DebError> {
+/// Unpacks one tar member, decompressing as it reads, within `limits`:
+/// a file past `limits.entry`, or a member past the package ceiling or
+/// `limits.ratio` times its compressed size, is refused as soon as a
+/// header or the stream shows it.
+fn decode(
+    member: &Member<'_>,
+    compression: Compression,
+    limits: &Limits,
+) -> Result<Vec<Entry>, DebError> {
     let data = member.data;
+    let ceiling = limits.member_ceiling(data.len() as u64);
+    let tar_limits = TarLimits {
+        entry: limits.entry.0,
+        total: ceiling,
+    };
     let io_err = |source| TarError::Read { source };
     let result = match compression {
-        Compression::None => read_tar(data),
+        Compression::None => read_tar(data, &tar_limits),
         Compression::Xz => {
             // CONCATENATED reads every stream and its padding to the end of
             // the member, as the xz tool does, and fails on trailing garbage.
             liblzma::stream::Stream::new_stream_decoder(XZ_MEMLIMIT, liblzma::stream::CONCATENATED)
                 .map_err(|e| io_err(e.into()))
-                .and_then(|stream| read_tar(liblzma::bufread::XzDecoder::new_stream(data, stream)))
+                .and_then(|stream| {
+                    read_tar(
+                        liblzma::bufread::XzDecoder::new_stream(data, stream),
+                        &tar_limits,
+                    )
+                })
         }
         Compression::Zstd => zstd::stream::read::Decoder::with_buffer(data)
             .map_err(io_err)
-            .and_then(read_tar),
-        Compression::Gzip => read_tar(flate2::bufread::MultiGzDecoder::new(data)),
+            .and_then(|d| read_tar(d, &tar_limits)),
+        Compression::Gzip => read_tar(flate2::bufread::MultiGzDecoder::new(data), &tar_limits),
     };
-    result.map_err(|source| DebError::Member {
-        member: member.name.clone(),
-        source,
+    let member_name = member.name.clone();
+    result.map_err(|source| match source {
+        TarError::EntryTooLarge { path, size, .. } => DebError::Ceiling {
+            member: member_name,
+            what: format!(
+                "{path}: {}, above the ceiling of {} per file (limits.entry in images/plinth.toml)",
+                ByteSize(size),
+                limits.entry
+            ),
+        },
+        TarError::TooLarge { .. } if ceiling < limits.package.0 => DebError::Ceiling {
+            member: member_name,
+            what: format!(
+                "unpacks to more than {}, {} times its compressed {} (limits.ratio in images/plinth.toml)",
+                ByteSize(ceiling),
+                limits.ratio,
+                ByteSize(data.len() as u64)
+            ),
+        },
+        TarError::TooLarge { .. } => DebError::Ceiling {
+            member: member_name,
+            what: format!(
+                "unpacks to more than {}, the ceiling per package (limits.package in images/plinth.toml)",
+                limits.package
+            ),
+        },
+        source => DebError::Member {
+            member: member_name,
+            source,
+        },
     })
 }
 
@@ -502,7 +552,7 @@ mod tests {
 
     /// The error's message, checked to be one line.
     fn fails(bytes: &[u8]) -> String {
-        let message = read_deb(bytes).unwrap_err().to_string();
+        let message = read_deb(bytes, &Limits::default()).unwrap_err().to_string();
         assert!(!message.contains('\n'), "{message}");
         message
     }
@@ -510,7 +560,11 @@ mod tests {
     #[test]
     fn reads_every_compression() {
         for suffix in ["", ".xz", ".zst", ".gz"] {
-            assert_eq!(read_deb(&deb(suffix)).unwrap(), expected_deb(), "{suffix}");
+            assert_eq!(
+                read_deb(&deb(suffix), &Limits::default()).unwrap(),
+                expected_deb(),
+                "{suffix}"
+            );
         }
     }
 
@@ -526,7 +580,10 @@ mod tests {
             ("data.tar.xz", &data),
             ("future-member", b"odd"),
         ]);
-        assert_eq!(read_deb(&bytes).unwrap(), expected_deb());
+        assert_eq!(
+            read_deb(&bytes, &Limits::default()).unwrap(),
+            expected_deb()
+        );
     }
 
     #[test]
@@ -538,7 +595,10 @@ mod tests {
             ("control.tar.gz/", &control),
             ("data.tar.gz/", &data),
         ]);
-        assert_eq!(read_deb(&bytes).unwrap(), expected_deb());
+        assert_eq!(
+            read_deb(&bytes, &Limits::default()).unwrap(),
+            expected_deb()
+        );
     }
 
     #[test]
@@ -547,7 +607,7 @@ mod tests {
             let bytes = deb(suffix);
             for cut in 0..bytes.len() {
                 assert!(
-                    read_deb(&bytes[..cut]).is_err(),
+                    read_deb(&bytes[..cut], &Limits::default()).is_err(),
                     "{suffix}: prefix of {cut} accepted"
                 );
             }
@@ -608,7 +668,7 @@ mod tests {
 
     #[test]
     fn rejects_corrupt_xz() {
-        let good = read_deb(&deb(".xz")).unwrap();
+        let good = read_deb(&deb(".xz"), &Limits::default()).unwrap();
         let data = compress(&data_tar(), ".xz");
         let control = compress(&control_tar(), ".xz");
         let mut rejected = 0;
@@ -620,7 +680,7 @@ mod tests {
                 ("control.tar.xz", &control),
                 ("data.tar.xz", &broken),
             ]);
-            match read_deb(&bytes) {
+            match read_deb(&bytes, &Limits::default()) {
                 // A flip the decoder cannot see must not change the result.
                 Ok(deb) => assert_eq!(deb, good, "flip at {at}"),
                 Err(err) => {
@@ -801,7 +861,9 @@ mod tests {
         file(&mut tar, "./f", 0o644, b"f");
         raw(&mut tar, b"./g", EntryType::Link, 0o644, b"./f", b"");
         raw(&mut tar, b"./h", EntryType::Link, 0o644, b"./g", b"");
-        let entries = read_deb(&deb_with(".xz", &finish(tar))).unwrap().entries;
+        let entries = read_deb(&deb_with(".xz", &finish(tar)), &Limits::default())
+            .unwrap()
+            .entries;
         assert_eq!(
             entries.last().unwrap().kind,
             EntryKind::Hardlink("f".into())
@@ -852,6 +914,130 @@ mod tests {
         assert_eq!(
             data_fails(&bad_sum),
             "data.tar.xz: reading tar stream: archive header checksum mismatch"
+        );
+    }
+
+    /// A `.deb` whose data.tar.xz holds one file of `size` zero bytes,
+    /// compressed as it is produced (never whole in memory): about 150 KiB
+    /// for 1 GiB.
+    fn bomb(size: u64) -> Vec<u8> {
+        use std::io::Write as _;
+        let mut header = Header::new_gnu();
+        header.set_path("./usr/share/bomb").unwrap();
+        header.set_entry_type(EntryType::Regular);
+        header.set_mode(0o644);
+        header.set_size(size);
+        header.set_mtime(1_600_000_000);
+        header.set_cksum();
+        let mut xz = liblzma::write::XzEncoder::new(Vec::new(), 6);
+        xz.write_all(header.as_bytes()).unwrap();
+        let zeros = vec![0u8; 1 << 20];
+        let mut left = size.div_ceil(512) * 512 + 1024;
+        while left > 0 {
+            let n = left.min(zeros.len() as u64) as usize;
+            xz.write_all(&zeros[..n]).unwrap();
+            left -= n as u64;
+        }
+        let data = xz.finish().unwrap();
+        let control = compress(&control_tar(), ".xz");
+        ar(&[
+            ("debian-binary", b"2.0\n"),
+            ("control.tar.xz", &control),
+            ("data.tar.xz", &data),
+        ])
+    }
+
+    /// The child half of the test below: refuses the bomb it is given.
+    #[test]
+    fn refuse_the_bomb_named_by_the_environment() {
+        let Some(path) = std::env::var_os("PLINTH_TEST_BOMB") else {
+            return;
+        };
+        let bytes = std::fs::read(path).unwrap();
+        let err = read_deb(&bytes, &Limits::default()).unwrap_err();
+        println!("REFUSED: {err}");
+    }
+
+    /// 190 KB that unpack to 1 GiB: refused from the tar header, with one
+    /// line naming the ceiling, by a process that may not map 1 GiB.
+    #[test]
+    fn a_compression_bomb_is_refused_within_a_memory_limit() {
+        let bytes = bomb(1 << 30);
+        assert!(bytes.len() < 300 << 10, "{} bytes", bytes.len());
+        let message = fails(&bytes);
+        assert!(
+            message.starts_with("data.tar.xz: unpacks to more than ")
+                && message.contains(", 2000 times its compressed ")
+                && message.ends_with(" KiB (limits.ratio in images/plinth.toml)"),
+            "{message}"
+        );
+        if Command::new("prlimit").arg("--version").output().is_err() {
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "prlimit is required in CI"
+            );
+            eprintln!("skipped the memory limit: prlimit not found");
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bomb.deb");
+        std::fs::write(&path, &bytes).unwrap();
+        let out = Command::new("prlimit")
+            .arg(format!("--as={}", 768u64 << 20))
+            .arg("--")
+            .arg(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "debian::deb::tests::refuse_the_bomb_named_by_the_environment",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env("PLINTH_TEST_BOMB", &path)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && stdout.contains("REFUSED: data.tar.xz: unpacks to more than "),
+            "{}\n{stdout}\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    #[test]
+    fn ceilings_per_file_and_per_package_come_from_the_limits() {
+        let mut tar = tar::Builder::new(Vec::new());
+        dir(&mut tar, "./usr/", 0o755);
+        file(&mut tar, "./usr/f", 0o644, &[1; 8192]);
+        file(&mut tar, "./usr/g", 0o644, &[2; 8192]);
+        let bytes = deb_with(".xz", &finish(tar));
+        let small = |entry: u64, package: u64| Limits {
+            entry: ByteSize(entry),
+            package: ByteSize(package),
+            ..Limits::default()
+        };
+        let message = read_deb(&bytes, &small(4096, 1 << 30))
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            message,
+            "data.tar.xz: ./usr/f: 8 KiB, above the ceiling of 4 KiB per file (limits.entry in images/plinth.toml)"
+        );
+        // The control member (a few KiB) fits; the data member does not.
+        let message = read_deb(&bytes, &small(1 << 30, 16 << 10))
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            message,
+            "data.tar.xz: unpacks to more than 16 KiB, the ceiling per package (limits.package in images/plinth.toml)"
+        );
+        // The control member has the same ceilings.
+        let message = read_deb(&bytes, &small(1 << 30, 600))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            message.starts_with("control.tar.xz: unpacks to more than 600 B"),
+            "{message}"
         );
     }
 
@@ -945,7 +1131,7 @@ mod tests {
                 "{}",
                 String::from_utf8_lossy(&status.stderr)
             );
-            let deb = read_deb(&std::fs::read(&out).unwrap()).unwrap();
+            let deb = read_deb(&std::fs::read(&out).unwrap(), &Limits::default()).unwrap();
             assert_eq!(deb.control, CONTROL, "{compression}");
             assert_eq!(
                 deb.conffiles.as_deref(),

@@ -6,8 +6,10 @@
 //! This module owns parsing and validation, and the four variants every
 //! image comes in ([`VARIANTS`]); it never touches the network.
 
+mod name;
 mod variant;
 
+pub use name::{InvalidName, Name};
 pub use variant::{VARIANTS, Variant};
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -16,6 +18,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::support::digest::sha256_hex;
+use crate::support::size::ByteSize;
 use crate::support::text::one_line;
 
 /// The file in `images/` that holds the shared settings.
@@ -39,7 +42,7 @@ pub enum DefinitionError {
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct Settings {
     /// Debian architecture names every image is built for.
-    pub architectures: Vec<String>,
+    pub architectures: Vec<Name>,
     /// Packages that the `debug` variants add (busybox).
     pub debug_packages: Vec<String>,
     /// Path prefixes (relative to the root) whose files are left out of
@@ -58,7 +61,56 @@ pub struct Settings {
     /// defaults to `<os-release home-url>/spdx`.
     #[serde(default)]
     pub sbom_namespace: Option<String>,
-    pub distribution: BTreeMap<String, Distribution>,
+    /// Ceilings on the work reading packages and indices may do.
+    #[serde(default)]
+    pub limits: Limits,
+    pub distribution: BTreeMap<Name, Distribution>,
+}
+
+/// Ceilings on what reading packages and indices may unpack
+/// (`[limits]` in `images/plinth.toml`). A package past one is refused
+/// before it is unpacked further, so a hostile or broken input costs at
+/// most this much memory and time. The defaults fit every package of
+/// Debian 13 `main` by a wide margin: the largest (a kernel's debug
+/// symbols) unpacks to 6.6 GiB, and the highest ratio of unpacked to
+/// compressed size is 570.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case", default)]
+pub struct Limits {
+    /// One file of a package.
+    pub entry: ByteSize,
+    /// Everything one package's `data.tar` (or `control.tar`) unpacks to.
+    pub package: ByteSize,
+    /// A package may unpack to at most this many times its compressed
+    /// size: what gives a compression bomb away long before the package
+    /// ceiling.
+    pub ratio: u64,
+    /// The files of one layer.
+    pub layer: ByteSize,
+    /// One uncompressed `Packages` index.
+    pub index: ByteSize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            entry: ByteSize::gib(8),
+            package: ByteSize::gib(16),
+            ratio: 2000,
+            layer: ByteSize::gib(32),
+            index: ByteSize::gib(1),
+        }
+    }
+}
+
+impl Limits {
+    /// What one member of `compressed` bytes may unpack to: the package
+    /// ceiling, or less by the ratio.
+    pub fn member_ceiling(&self, compressed: u64) -> u64 {
+        self.package
+            .0
+            .min(compressed.max(1).saturating_mul(self.ratio))
+    }
 }
 
 impl Settings {
@@ -82,32 +134,32 @@ pub struct OsRelease {
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct Distribution {
     /// `trixie`, `bookworm`.
-    pub codename: String,
+    pub codename: Name,
     /// `13`, `12`.
     pub version: String,
     /// Files in `keys/` whose public keys are trusted to sign the suites.
     pub keys: Vec<String>,
-    pub components: Vec<String>,
+    pub components: Vec<Name>,
     pub suites: Vec<Suite>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct Suite {
-    pub name: String,
+    pub name: Name,
     /// The archive the suite lives in (`debian`, `debian-security`); it
     /// selects the mirror.
-    pub archive: String,
+    pub archive: Name,
 }
 
 /// One image file (`images/<name>.toml`), as written.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 struct ImageFile {
-    name: String,
+    name: Name,
     description: String,
     #[serde(default)]
-    base: Option<String>,
+    base: Option<Name>,
     #[serde(default)]
     packages: Vec<String>,
     #[serde(default)]
@@ -117,7 +169,7 @@ struct ImageFile {
     #[serde(default)]
     path_owner: Vec<PathOwner>,
     #[serde(default)]
-    distribution: BTreeMap<String, DistributionPart>,
+    distribution: BTreeMap<Name, DistributionPart>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
@@ -152,9 +204,9 @@ pub struct PathOwner {
 /// An image as it applies to one distribution.
 #[derive(Debug, Clone, Serialize)]
 pub struct Image {
-    pub name: String,
+    pub name: Name,
     pub description: String,
-    pub base: Option<String>,
+    pub base: Option<Name>,
     /// Packages the image adds on top of its base.
     pub packages: Vec<String>,
     /// Its own exclusions and those of every image below it.
@@ -184,6 +236,17 @@ impl Definitions {
             return Err(invalid(&settings_path, "`architectures` is empty".into()));
         }
         for (name, dist) in &settings.distribution {
+            // Key files are read from `keys/`; a name with a slash could
+            // make plinth trust a file from anywhere.
+            if let Some(key) = dist.keys.iter().find(|k| !is_plain_file_name(k)) {
+                return Err(invalid(
+                    &settings_path,
+                    format!(
+                        "distribution {name}: key {:?} is not a file name in keys/",
+                        crate::support::text::shown(key)
+                    ),
+                ));
+            }
             if dist.suites.is_empty() || dist.keys.is_empty() || dist.components.is_empty() {
                 return Err(invalid(
                     &settings_path,
@@ -223,7 +286,7 @@ impl Definitions {
                     format!("image {:?} has no packages and no base", image.name),
                 ));
             }
-            if let Some(prev) = origin.insert(image.name.clone(), path.clone()) {
+            if let Some(prev) = origin.insert(image.name.to_string(), path.clone()) {
                 return Err(invalid(
                     path,
                     format!(
@@ -233,7 +296,7 @@ impl Definitions {
                     ),
                 ));
             }
-            images.insert(image.name.clone(), image);
+            images.insert(image.name.to_string(), image);
         }
         if images.is_empty() {
             return Err(invalid(dir, "no image definitions (*.toml) found".into()));
@@ -304,10 +367,10 @@ impl Definitions {
     /// The chain of images from the bottom one up to `name`.
     pub fn stack(&self, name: &str) -> Vec<String> {
         let mut chain = vec![name.to_owned()];
-        let mut cur = self.images.get(name).and_then(|i| i.base.clone());
+        let mut cur = self.images.get(name).and_then(|i| i.base.as_ref());
         while let Some(b) = cur {
-            cur = self.images.get(&b).and_then(|i| i.base.clone());
-            chain.push(b);
+            cur = self.images.get(b.as_str()).and_then(|i| i.base.as_ref());
+            chain.push(b.to_string());
         }
         chain.reverse();
         chain
@@ -320,7 +383,7 @@ impl Definitions {
     pub fn lock_inputs_sha256(&self, dist: &str) -> String {
         #[derive(Serialize)]
         struct Inputs<'a> {
-            architectures: &'a [String],
+            architectures: &'a [Name],
             debug_packages: &'a [String],
             distribution: Option<&'a Distribution>,
             images: Vec<Image>,
@@ -347,25 +410,31 @@ impl Definitions {
     }
 }
 
+/// One path component that names a file: not empty, not `.` or `..`, no
+/// slash or NUL.
+fn is_plain_file_name(name: &str) -> bool {
+    !name.is_empty() && name != "." && name != ".." && !name.contains(['/', '\0'])
+}
+
 fn check_base_chain(name: &str, images: &BTreeMap<String, ImageFile>) -> Result<(), String> {
     let mut seen = vec![name.to_owned()];
     let mut cur = images[name].base.clone();
     while let Some(b) = cur {
-        let Some(img) = images.get(&b) else {
+        let Some(img) = images.get(b.as_str()) else {
             return Err(format!(
                 "image {:?} stands on {:?}, which is not defined",
                 seen.last().map(String::as_str).unwrap_or(name),
                 b
             ));
         };
-        if seen.contains(&b) {
-            seen.push(b);
+        if seen.iter().any(|s| *s == b) {
+            seen.push(b.to_string());
             return Err(format!(
                 "images stand on each other in a cycle: {}",
                 seen.join(" → ")
             ));
         }
-        seen.push(b);
+        seen.push(b.to_string());
         cur = img.base.clone();
     }
     Ok(())

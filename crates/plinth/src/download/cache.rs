@@ -7,8 +7,8 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::support::digest::sha256_hex;
-use crate::support::fs::write_atomically;
+use crate::support::digest::{Sha256Hex, sha256_hex};
+use crate::support::fs::{remove_stale_temporaries, write_atomically};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CacheError {
@@ -41,10 +41,21 @@ impl Cache {
         Self::at(&root)
     }
 
+    /// The cache at `root`, created if missing. Temporaries that killed
+    /// runs left in it are removed (see
+    /// [`remove_stale_temporaries`]); those of runs still writing stay.
     pub fn at(root: &Path) -> Result<Self, CacheError> {
         for sub in ["sha256", "named"] {
             let dir = root.join(sub);
             std::fs::create_dir_all(&dir).map_err(|source| CacheError::Io { path: dir, source })?;
+        }
+        remove_stale_temporaries(&root.join("named"));
+        for shard in std::fs::read_dir(root.join("sha256"))
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            remove_stale_temporaries(&shard.path());
         }
         Ok(Cache {
             root: root.to_owned(),
@@ -55,17 +66,19 @@ impl Cache {
         &self.root
     }
 
-    fn blob_path(&self, sha256: &str) -> PathBuf {
-        let prefix = sha256.get(..2).unwrap_or("__");
-        self.root.join("sha256").join(prefix).join(sha256)
+    /// Where the entry of `sha256` lives: only a checked hash can name
+    /// one, so no value can point outside the cache.
+    fn blob_path(&self, sha256: &Sha256Hex) -> PathBuf {
+        let hex = sha256.as_str();
+        self.root.join("sha256").join(&hex[..2]).join(hex)
     }
 
     /// The cached bytes whose sha256 is `sha256`, if present and intact. An
     /// entry that no longer matches its name is removed.
-    pub fn get(&self, sha256: &str) -> Option<Vec<u8>> {
+    pub fn get(&self, sha256: &Sha256Hex) -> Option<Vec<u8>> {
         let path = self.blob_path(sha256);
         let bytes = std::fs::read(&path).ok()?;
-        if sha256_hex(&bytes) == sha256 {
+        if *sha256 == *sha256_hex(&bytes) {
             Some(bytes)
         } else {
             tracing::warn!("discarding corrupt cache entry {}", path.display());
@@ -75,7 +88,7 @@ impl Cache {
     }
 
     /// Stores `bytes`, which the caller has checked hash to `sha256`.
-    pub fn put(&self, sha256: &str, bytes: &[u8]) -> Result<(), CacheError> {
+    pub fn put(&self, sha256: &Sha256Hex, bytes: &[u8]) -> Result<(), CacheError> {
         let path = self.blob_path(sha256);
         self.write_atomically(&path, bytes)
     }
@@ -121,7 +134,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let cache = Cache::at(dir.path()).unwrap();
         let data = b"hello";
-        let sum = sha256_hex(data);
+        let sum = Sha256Hex::of(data);
         assert!(cache.get(&sum).is_none());
         cache.put(&sum, data).unwrap();
         assert_eq!(cache.get(&sum).unwrap(), data);
@@ -130,7 +143,7 @@ mod tests {
         assert!(!cache.blob_path(&sum).exists());
     }
 
-    fn cache_dir_of(cache: &Cache, sha256: &str) -> PathBuf {
+    fn cache_dir_of(cache: &Cache, sha256: &Sha256Hex) -> PathBuf {
         cache.blob_path(sha256).parent().unwrap().to_owned()
     }
 
@@ -138,7 +151,7 @@ mod tests {
     fn concurrent_writers_leave_one_intact_entry() {
         let dir = tempfile::tempdir().unwrap();
         let data = vec![7u8; 1 << 20];
-        let sum = sha256_hex(&data);
+        let sum = Sha256Hex::of(&data);
         std::thread::scope(|s| {
             for _ in 0..4 {
                 s.spawn(|| Cache::at(dir.path()).unwrap().put(&sum, &data).unwrap());

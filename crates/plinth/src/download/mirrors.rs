@@ -78,10 +78,13 @@ impl Mirrors {
         let mut suffix_to_archive = BTreeMap::new();
         for dist in settings.distribution.values() {
             for suite in &dist.suites {
-                let suffix = suite.name.strip_prefix(&dist.codename).unwrap_or("");
+                let suffix = suite
+                    .name
+                    .strip_prefix(dist.codename.as_str())
+                    .unwrap_or("");
                 suffix_to_archive
                     .entry(suffix.to_owned())
-                    .or_insert(suite.archive.clone());
+                    .or_insert(suite.archive.to_string());
             }
         }
         let mut from_apt: BTreeMap<String, String> = BTreeMap::new();

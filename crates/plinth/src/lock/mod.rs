@@ -16,6 +16,8 @@ use std::time::SystemTime;
 
 use rayon::prelude::*;
 
+use crate::debian::name::{PackageName, PoolPath};
+use crate::definitions::Name;
 use crate::download::cache::Cache;
 use crate::download::http::{FetchOptions, Fetcher};
 use crate::download::mirrors::{MirrorError, Mirrors};
@@ -24,6 +26,7 @@ use crate::lockfile::{
     FORMAT_VERSION, LockDiff, LockedImage, LockedLeftOut, LockedPackage, LockedRelease, Lockfile,
 };
 use crate::project::{Progress, Project};
+use crate::support::digest::Sha256Hex;
 use archive::{ArchiveClient, ArchiveError, Keyring, VerifiedSuite, key_paths};
 use resolve::{Candidate, ResolveError, Selection, Universe};
 
@@ -44,6 +47,13 @@ pub enum LockError {
     /// Two images of one distribution resolve a package to two versions.
     #[error("{package}: {why}")]
     VersionClash { package: String, why: String },
+    /// The current lockfile cannot be read, so a rollback cannot be ruled out.
+    #[error(
+        "{source}; without it a rollback of the archive cannot be ruled out: fix or remove it, or run `cargo xtask lock --allow-downgrade`"
+    )]
+    Unchecked { source: LockfileError },
+    #[error("Packages index of suite {suite}: {why}")]
+    Stanza { suite: String, why: String },
 }
 
 type Result<T, E = LockError> = std::result::Result<T, E>;
@@ -56,8 +66,13 @@ pub struct LockOptions {
     /// Where apt's configuration lives (`/etc/apt`).
     pub apt_dir: PathBuf,
     pub fetch: FetchOptions,
-    /// The time against which signatures and `Valid-Until` are checked.
+    /// The time against which signatures, `Valid-Until` and a Release
+    /// `Date` in the future are checked.
     pub now: SystemTime,
+    /// Accept a Release older than the one the current lockfile records
+    /// (going back to an older snapshot on purpose). Without it, such a
+    /// Release is refused as a replay.
+    pub allow_downgrade: bool,
 }
 
 impl Default for LockOptions {
@@ -67,6 +82,7 @@ impl Default for LockOptions {
             apt_dir: PathBuf::from("/etc/apt"),
             fetch: FetchOptions::default(),
             now: SystemTime::now(),
+            allow_downgrade: false,
         }
     }
 }
@@ -94,22 +110,30 @@ pub fn lock(
     let mut report = LockReport::default();
     let mut outputs = Vec::new();
     for (dist, _) in project.definitions.distributions() {
-        let (lock, warnings) =
-            lock_distribution(project, dist, &mirrors, &fetcher, cache, options, progress)?;
-        report.warnings.extend(warnings);
-        outputs.push((dist.to_owned(), lock));
-    }
-    for (dist, lock) in outputs {
-        let path = project.lockfile_path(&dist);
-        // The old lockfile only feeds the printed diff: one this plinth
-        // cannot read (an older format, a bad merge) is replaced.
+        let path = project.lockfile_path(dist);
+        // The current lockfile is the record the archive must not fall
+        // behind, and feeds the printed diff.
         let old = match path.exists().then(|| Lockfile::read(&path)).transpose() {
             Ok(old) => old,
-            Err(e) => {
+            Err(e) if options.allow_downgrade => {
                 report.warnings.push(format!("{e}; writing a new one"));
                 None
             }
+            Err(source) => return Err(LockError::Unchecked { source }),
         };
+        let context = DistributionContext {
+            project,
+            dist_name: dist,
+            recorded: old.as_ref().filter(|_| !options.allow_downgrade),
+            path: &path,
+        };
+        let (lock, warnings) =
+            lock_distribution(&context, &mirrors, &fetcher, cache, options, progress)?;
+        report.warnings.extend(warnings);
+        outputs.push((dist.to_owned(), path, old, lock));
+    }
+    crate::support::fs::remove_stale_temporaries(&project.lockfiles_dir());
+    for (dist, path, old, lock) in outputs {
         report
             .diffs
             .push(LockDiff::between(&dist, old.as_ref(), &lock));
@@ -121,15 +145,25 @@ pub fn lock(
     Ok(report)
 }
 
+/// One distribution to lock, and the lock it must not fall behind.
+struct DistributionContext<'a> {
+    project: &'a Project,
+    dist_name: &'a str,
+    /// The current lockfile, unless a downgrade is allowed.
+    recorded: Option<&'a Lockfile>,
+    /// Where it lives, for messages.
+    path: &'a std::path::Path,
+}
+
 fn lock_distribution(
-    project: &Project,
-    dist_name: &str,
+    context: &DistributionContext<'_>,
     mirrors: &Mirrors,
     fetcher: &Fetcher,
     cache: &Cache,
     options: &LockOptions,
     progress: &dyn Progress,
 ) -> Result<(Lockfile, Vec<String>)> {
+    let (project, dist_name) = (context.project, context.dist_name);
     let defs = &project.definitions;
     let dist = defs
         .distribution(dist_name)
@@ -141,6 +175,9 @@ fn lock_distribution(
         keyring: &keyring,
         offline: options.offline,
         now: options.now,
+        recorded: context.recorded.map_or(&[], |l| l.release.as_slice()),
+        lockfile: context.path,
+        index_limit: defs.settings.limits.index,
     };
     let archs = &defs.settings.architectures;
     progress.begin(
@@ -151,9 +188,9 @@ fn lock_distribution(
         .suites
         .par_iter()
         .map(|s| {
-            let v = client.suite(mirrors.url(&s.archive)?, &s.archive, &s.name);
+            let v = client.suite(mirrors.url(&s.archive)?, &s.archive, &s.name)?;
             progress.step(&s.name);
-            Ok(v?)
+            Ok(v)
         })
         .collect::<Result<_>>()?;
     let jobs: Vec<(usize, &str, &str)> = suites
@@ -199,7 +236,7 @@ fn lock_distribution(
             let indices: Vec<(&str, &str)> = jobs
                 .iter()
                 .zip(&texts)
-                .filter(|((_, a, _), _)| a == arch)
+                .filter(|((_, a, _), _)| arch == a)
                 .map(|((i, _, _), t)| (suites[*i].name.as_str(), t.as_str()))
                 .collect();
             let universe = Universe::new(arch, &indices)?;
@@ -224,9 +261,11 @@ fn lock_distribution(
     });
     let lock = Lockfile {
         format: FORMAT_VERSION,
-        distribution: dist_name.to_owned(),
+        distribution: Name::parse(dist_name)
+            .map_err(|e| LockError::UnknownDistribution(e.to_string()))?,
         codename: dist.codename.clone(),
-        definitions_sha256: defs.lock_inputs_sha256(dist_name),
+        definitions_sha256: Sha256Hex::parse(&defs.lock_inputs_sha256(dist_name))
+            .map_err(|e| LockError::UnknownDistribution(e.to_string()))?,
         epoch,
         release,
         image: images,
@@ -240,7 +279,7 @@ type ArchLock = (Vec<LockedImage>, Vec<LockedPackage>, Vec<String>);
 fn resolve_arch(
     project: &Project,
     dist: &str,
-    arch: &str,
+    arch: &Name,
     universe: &Universe,
     image_names: &[String],
 ) -> Result<ArchLock> {
@@ -248,14 +287,20 @@ fn resolve_arch(
     let mut selections: BTreeMap<String, Selection> = BTreeMap::new();
     let mut images = Vec::new();
     let mut packages: BTreeMap<String, (usize, BTreeSet<String>)> = BTreeMap::new();
-    let mut warnings = Vec::new();
+    // Malformed stanzas no image needed (one that was needed failed the
+    // resolution, naming it).
+    let mut warnings: Vec<String> = universe
+        .rejected()
+        .iter()
+        .map(|r| format!("{dist} ({arch}): skipped a malformed stanza that no image needs: {r}"))
+        .collect();
     for name in image_names {
         let Some(image) = defs.image(name, dist) else {
             continue;
         };
         let empty = Selection::default();
         let base = match &image.base {
-            Some(b) => selections.get(b).unwrap_or(&empty),
+            Some(b) => selections.get(b.as_str()).unwrap_or(&empty),
             None => &empty,
         };
         let sel = universe.resolve(name, &image.packages, &image.exclude, base)?;
@@ -297,8 +342,8 @@ fn resolve_arch(
             .collect();
         left_out.sort();
         images.push(LockedImage {
-            name: name.clone(),
-            architecture: arch.to_owned(),
+            name: image.name.clone(),
+            architecture: arch.clone(),
             base: image.base.clone(),
             packages: own,
             debug_packages: debug_own,
@@ -309,7 +354,7 @@ fn resolve_arch(
     let packages = packages
         .into_values()
         .map(|(id, reasons)| locked_package(universe.candidate(id), reasons))
-        .collect();
+        .collect::<Result<_>>()?;
     Ok((images, packages, warnings))
 }
 
@@ -321,7 +366,7 @@ fn record(
     label: &str,
     sel: &Selection,
     packages: &mut BTreeMap<String, (usize, BTreeSet<String>)>,
-) -> Result<Vec<String>> {
+) -> Result<Vec<PackageName>> {
     let mut names = Vec::new();
     for &id in &sel.own {
         let c = universe.candidate(id);
@@ -341,13 +386,23 @@ fn record(
         for why in sel.reasons.get(c.name).into_iter().flatten() {
             entry.1.insert(format!("{label}: {why}"));
         }
-        names.push(c.name.to_owned());
+        names.push(checked(c, PackageName::parse(c.name))?);
     }
     names.sort();
     Ok(names)
 }
 
-fn locked_package(c: &Candidate, reasons: BTreeSet<String>) -> LockedPackage {
+/// A candidate's value as its checked type. Candidates were checked when
+/// the index was read, so this fails only if those checks and the types
+/// ever disagree.
+fn checked<T>(c: &Candidate, value: Result<T, impl std::fmt::Display>) -> Result<T> {
+    value.map_err(|e| LockError::Stanza {
+        suite: c.suite.to_owned(),
+        why: format!("package {}: {e}", c.name),
+    })
+}
+
+fn locked_package(c: &Candidate, reasons: BTreeSet<String>) -> Result<LockedPackage> {
     let (source, source_version) = match c.source {
         Some(s) => match s.split_once('(') {
             Some((name, v)) => (name.trim(), v.trim_end_matches(')').trim()),
@@ -355,16 +410,16 @@ fn locked_package(c: &Candidate, reasons: BTreeSet<String>) -> LockedPackage {
         },
         None => (c.name, c.version),
     };
-    LockedPackage {
-        name: c.name.to_owned(),
+    Ok(LockedPackage {
+        name: checked(c, PackageName::parse(c.name))?,
         version: c.version.to_owned(),
-        architecture: c.architecture.to_owned(),
+        architecture: checked(c, Name::parse(c.architecture))?,
         source: source.to_owned(),
         source_version: source_version.to_owned(),
-        suite: c.suite.to_owned(),
-        filename: c.filename.to_owned(),
+        suite: checked(c, Name::parse(c.suite))?,
+        filename: checked(c, PoolPath::parse(c.filename))?,
         size: c.size,
-        sha256: c.sha256.to_ascii_lowercase(),
+        sha256: checked(c, Sha256Hex::parse(&c.sha256.to_ascii_lowercase()))?,
         required_by: reasons.into_iter().collect(),
-    }
+    })
 }

@@ -12,6 +12,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 
 use crate::debian::control::{self, SyntaxError};
+use crate::debian::name::{PackageName, PoolPath};
 use crate::debian::relation::{self, Relation};
 use crate::debian::version::Version;
 use crate::definitions::Exclusion;
@@ -20,12 +21,6 @@ use crate::definitions::Exclusion;
 pub enum ResolveError {
     #[error("Packages index of suite {suite}: {source}")]
     Index { suite: String, source: SyntaxError },
-    #[error("Packages index of suite {suite}: package at line {line}: {why}")]
-    Stanza {
-        suite: String,
-        line: usize,
-        why: String,
-    },
     #[error("{image} ({arch}): {}", .problems.join("; "))]
     Unsatisfiable {
         image: String,
@@ -35,6 +30,9 @@ pub enum ResolveError {
 }
 
 /// One binary package of a Packages index, borrowing from the index text.
+/// Its name is a valid package name, its filename a valid pool path and
+/// its sha256 64 hex digits: a stanza that fails any check never becomes
+/// a candidate.
 #[derive(Debug, Clone)]
 pub struct Candidate<'a> {
     pub name: &'a str,
@@ -51,10 +49,39 @@ pub struct Candidate<'a> {
     pub maintainer: Option<&'a str>,
 }
 
+/// A stanza of an index that was left out because it is malformed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejected<'a> {
+    pub suite: &'a str,
+    /// Where the stanza starts in its index.
+    pub line: usize,
+    /// Its `Package` field as written, if it has one.
+    pub package: Option<&'a str>,
+    pub why: String,
+}
+
+impl std::fmt::Display for Rejected<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Packages index of suite {}: ", self.suite)?;
+        match self.package {
+            Some(p) => write!(
+                f,
+                "package {:?} at line {}: {}",
+                crate::support::text::shown(p),
+                self.line,
+                self.why
+            ),
+            None => write!(f, "stanza at line {}: {}", self.line, self.why),
+        }
+    }
+}
+
 /// Every package of every enabled suite for one architecture.
 pub struct Universe<'a> {
     arch: String,
     candidates: Vec<Candidate<'a>>,
+    /// Malformed stanzas, left out: an error only if an image needs them.
+    rejected: Vec<Rejected<'a>>,
     /// name → candidates, highest version first.
     by_name: HashMap<&'a str, Vec<usize>>,
     /// virtual name → candidates that provide it.
@@ -63,34 +90,26 @@ pub struct Universe<'a> {
 
 impl<'a> Universe<'a> {
     /// Indexes `(suite, Packages text)` pairs. Packages of another
-    /// architecture than `arch` or `all` are ignored.
+    /// architecture than `arch` or `all` are ignored; malformed stanzas
+    /// are set aside (see [`Universe::rejected`]).
     pub fn new(arch: &str, indices: &[(&'a str, &'a str)]) -> Result<Self, ResolveError> {
         let mut candidates = Vec::new();
+        let mut rejected = Vec::new();
         for &(suite, text) in indices {
-            let mut bad = None;
-            control::for_each(text, |st| {
-                if bad.is_some() {
-                    return;
-                }
-                match candidate(suite, st) {
-                    Ok(c) if c.architecture == arch || c.architecture == "all" => {
-                        candidates.push(c)
-                    }
-                    Ok(_) => {}
-                    Err(why) => bad = Some((st.line, why)),
-                }
+            control::for_each(text, |st| match candidate(suite, st) {
+                Ok(c) if c.architecture == arch || c.architecture == "all" => candidates.push(c),
+                Ok(_) => {}
+                Err(why) => rejected.push(Rejected {
+                    suite,
+                    line: st.line,
+                    package: st.get("Package"),
+                    why,
+                }),
             })
             .map_err(|source| ResolveError::Index {
                 suite: suite.to_owned(),
                 source,
             })?;
-            if let Some((line, why)) = bad {
-                return Err(ResolveError::Stanza {
-                    suite: suite.to_owned(),
-                    line,
-                    why,
-                });
-            }
         }
         let mut by_name: HashMap<&str, Vec<usize>> = HashMap::with_capacity(candidates.len());
         let mut providers: HashMap<&str, Vec<usize>> = HashMap::new();
@@ -116,9 +135,21 @@ impl<'a> Universe<'a> {
         Ok(Universe {
             arch: arch.to_owned(),
             candidates,
+            rejected,
             by_name,
             providers,
         })
+    }
+
+    /// The malformed stanzas left out, in index order.
+    pub fn rejected(&self) -> &[Rejected<'a>] {
+        &self.rejected
+    }
+
+    /// The malformed stanza of `package`, if one was left out: what an
+    /// image that needs it is told instead of "unknown package".
+    pub fn rejected_stanza(&self, package: &str) -> Option<&Rejected<'a>> {
+        self.rejected.iter().find(|r| r.package == Some(package))
     }
 
     pub fn len(&self) -> usize {
@@ -167,6 +198,16 @@ impl<'a> Universe<'a> {
                 }
             }
         }
+        // A package the image takes must not have a stanza that was left
+        // out: it might have been the version to choose.
+        for &id in &r.own {
+            let name = self.candidates[id].name;
+            if let Some(bad) = self.rejected_stanza(name) {
+                r.problems.push(format!(
+                    "{name} is needed, but one of its stanzas is malformed: {bad}"
+                ));
+            }
+        }
         if !r.problems.is_empty() {
             return Err(ResolveError::Unsatisfiable {
                 image: image.to_owned(),
@@ -209,22 +250,34 @@ fn candidate<'a>(suite: &'a str, st: &control::Stanza<'a>) -> Result<Candidate<'
     }
     let need = |i: usize, field: &str| f[i].ok_or_else(|| format!("no {field} field"));
     let name = need(0, "Package")?;
+    PackageName::validate(name).map_err(|e| e.to_string())?;
     let version = need(1, "Version")?;
-    Version::validate(version).map_err(|e| format!("{name}: {e}"))?;
+    Version::validate(version).map_err(|e| e.to_string())?;
+    let architecture = need(2, "Architecture")?;
+    crate::definitions::Name::parse(architecture).map_err(|e| format!("Architecture: {e}"))?;
+    let filename = need(7, "Filename")?;
+    PoolPath::validate(filename).map_err(|e| e.to_string())?;
+    let sha256 = need(9, "SHA256")?;
+    if !(sha256.len() == 64 && sha256.bytes().all(|b| b.is_ascii_hexdigit())) {
+        return Err(format!(
+            "SHA256 {:?} is not 64 hex digits",
+            crate::support::text::shown(sha256)
+        ));
+    }
     Ok(Candidate {
         name,
         version,
-        architecture: need(2, "Architecture")?,
+        architecture,
         suite,
         source: f[3],
         pre_depends: f[4],
         depends: f[5],
         provides: f[6],
-        filename: need(7, "Filename")?,
+        filename,
         size: need(8, "Size")?
             .parse()
-            .map_err(|_| format!("{name}: Size is not a number"))?,
-        sha256: need(9, "SHA256")?,
+            .map_err(|_| "Size is not a number".to_owned())?,
+        sha256,
         maintainer: f[10],
     })
 }
@@ -312,10 +365,13 @@ impl Resolver<'_, '_> {
         }
         let providers = self.providers_of(name, None);
         match providers.as_slice() {
-            [] => self.problems.push(format!(
-                "unknown package {name:?}: no suite has it for {}",
-                self.u.arch
-            )),
+            [] => self.problems.push(match self.u.rejected_stanza(name) {
+                Some(r) => format!("{name:?} is needed, but its stanza is malformed: {r}"),
+                None => format!(
+                    "unknown package {name:?}: no suite has it for {}",
+                    self.u.arch
+                ),
+            }),
             [one] => return self.add(*one, Reason::Requested),
             many => {
                 let names: Vec<_> = many.iter().map(|&i| self.u.candidates[i].name).collect();
@@ -390,7 +446,10 @@ impl Resolver<'_, '_> {
                 " ({} {} is already selected)",
                 self.u.candidates[id].name, self.u.candidates[id].version
             ),
-            None => String::new(),
+            None => match group.iter().find_map(|r| self.u.rejected_stanza(&r.name)) {
+                Some(r) => format!(" (its stanza is malformed: {r})"),
+                None => String::new(),
+            },
         };
         self.problems.push(format!(
             "{chain} depends on {:?}, which no suite can satisfy{hint}",
@@ -494,14 +553,14 @@ Pre-Depends: libc (>= 2)
 Depends: mail-transport-agent | postfix, libfoo (>= 1:1.0), conf (>= 0.5) | conf-2.0, tool [amd64], other [arm64]
 Filename: pool/a/app.deb
 Size: 10
-SHA256: aa
+SHA256: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa
 
 Package: libc
 Version: 2.1~rc1
 Architecture: amd64
 Filename: pool/l/libc-old.deb
 Size: 10
-SHA256: bb
+SHA256: bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb
 
 Package: libfoo
 Version: 1:1.0-1
@@ -509,7 +568,7 @@ Architecture: amd64
 Depends: libc
 Filename: pool/l/libfoo.deb
 Size: 1
-SHA256: cc
+SHA256: cccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccc
 
 Package: tiny-mta
 Version: 0.1
@@ -517,7 +576,7 @@ Architecture: all
 Provides: mail-transport-agent
 Filename: pool/t/tiny.deb
 Size: 1
-SHA256: dd
+SHA256: dddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddd
 
 Package: conf
 Version: 1.0
@@ -525,14 +584,14 @@ Architecture: all
 Provides: conf-2.0
 Filename: pool/c/conf.deb
 Size: 1
-SHA256: ee
+SHA256: eeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeee
 
 Package: tool
 Version: 1
 Architecture: amd64
 Filename: pool/t/tool.deb
 Size: 1
-SHA256: ff
+SHA256: ffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff
 ";
     const SECURITY: &str = "\
 Package: libc
@@ -540,7 +599,7 @@ Version: 2.1
 Architecture: amd64
 Filename: pool/l/libc-new.deb
 Size: 10
-SHA256: 11
+SHA256: 1111111111111111111111111111111111111111111111111111111111111111
 ";
 
     fn universe() -> Universe<'static> {
@@ -599,18 +658,21 @@ SHA256: 11
 
     #[test]
     fn reports_unknown_and_unsatisfiable_with_chain() {
-        let text = "Package: a\nVersion: 1\nArchitecture: all\nDepends: b\nFilename: f\nSize: 1\nSHA256: x\n\nPackage: b\nVersion: 1\nArchitecture: all\nDepends: c (>= 2)\nFilename: f\nSize: 1\nSHA256: x\n\nPackage: c\nVersion: 1\nArchitecture: all\nFilename: f\nSize: 1\nSHA256: x\n";
-        let u = Universe::new("amd64", &[("s", text)]).unwrap();
+        let sha = "0".repeat(64);
+        let text = format!(
+            "Package: aa\nVersion: 1\nArchitecture: all\nDepends: bb\nFilename: pool/f.deb\nSize: 1\nSHA256: {sha}\n\nPackage: bb\nVersion: 1\nArchitecture: all\nDepends: cc (>= 2)\nFilename: pool/f.deb\nSize: 1\nSHA256: {sha}\n\nPackage: cc\nVersion: 1\nArchitecture: all\nFilename: pool/f.deb\nSize: 1\nSHA256: {sha}\n"
+        );
+        let u = Universe::new("amd64", &[("s", &text)]).unwrap();
         let err = u
             .resolve(
                 "img",
-                &["a".into(), "nope".into()],
+                &["aa".into(), "nope".into()],
                 &[],
                 &Selection::default(),
             )
             .unwrap_err()
             .to_string();
         assert!(err.contains("unknown package \"nope\""), "{err}");
-        assert!(err.contains("a → b depends on \"c (>= 2)\""), "{err}");
+        assert!(err.contains("aa → bb depends on \"cc (>= 2)\""), "{err}");
     }
 }

@@ -9,6 +9,7 @@ use super::{
     OciError, Result, SCHEMA_VERSION, io_err,
 };
 use crate::support::digest::{hex, sha256_digest};
+use crate::support::fs::{TEMP_PREFIX, hold, lock_dir};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
@@ -38,6 +39,9 @@ pub struct LayoutWriter {
     name: OsString,
     parent: PathBuf,
     temp: TempDir,
+    /// The temporary directory's lock, held while this writer lives: it
+    /// tells a later run's clean-up that the directory is not a leftover.
+    _held: File,
     written: BTreeSet<String>,
 }
 
@@ -55,9 +59,10 @@ impl LayoutWriter {
         // Same parent as the final path, so the last step is a rename within
         // one file system.
         let temp = tempfile::Builder::new()
-            .prefix(&sibling_prefix(&name, "tmp"))
+            .prefix(&sibling_prefix(&name, "new"))
             .tempdir_in(&parent)
             .map_err(io_err("create temporary directory in", &parent))?;
+        let held = hold(temp.path()).map_err(io_err("lock", temp.path()))?;
         set_mode(temp.path(), DIR_MODE)?;
         let blobs = temp.path().join("blobs");
         make_dir(&blobs)?;
@@ -67,6 +72,7 @@ impl LayoutWriter {
             name,
             parent,
             temp,
+            _held: held,
             written: BTreeSet::new(),
         })
     }
@@ -225,6 +231,9 @@ impl LayoutWriter {
 
     fn replace_final(self) -> Result<()> {
         let final_dir = &self.final_dir;
+        // The moved-aside layout holds no lock of its own; the parent's
+        // lock keeps a clean-up from taking it for a leftover meanwhile.
+        let _parent = lock_dir(&self.parent).map_err(io_err("lock", &self.parent))?;
         let old = match fs::symlink_metadata(final_dir) {
             Ok(_) => {
                 // An empty directory to rename the old layout onto: rename(2)
@@ -258,10 +267,11 @@ impl LayoutWriter {
     }
 }
 
-/// `.<name>.<what>-`: hidden, and named after the layout it belongs to, so a
-/// leftover from a killed process is recognisable.
+/// `.plinth-tmp-<name>.<what>-`: hidden, marked as plinth's temporary
+/// (so a leftover from a killed process is recognised, and removed by
+/// the next run), and named after the layout it belongs to.
 fn sibling_prefix(name: &OsStr, what: &str) -> OsString {
-    let mut prefix = OsString::from(".");
+    let mut prefix = OsString::from(TEMP_PREFIX);
     prefix.push(name);
     prefix.push(format!(".{what}-"));
     prefix

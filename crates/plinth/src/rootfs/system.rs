@@ -5,6 +5,7 @@
 //! Everything here is a pure function of the definitions, the lock and the
 //! packages' own bytes, with mtimes set to the image epoch.
 
+use crate::debian::name::PackageName;
 use crate::definitions::{Distribution, OsRelease};
 use crate::tarfs::{Entry, EntryKind};
 
@@ -85,8 +86,14 @@ pub fn base_files(os: &OsRelease, dist: &Distribution, epoch: u64) -> Vec<Entry>
 }
 
 /// `/var/lib/dpkg/status.d/<package>` (the control stanza with a `Status`
-/// line, which some scanners require) and `<package>.md5sums`.
-pub fn dpkg_status(package: &str, control: &str, md5sums: Option<&str>, epoch: u64) -> Vec<Entry> {
+/// line, which some scanners require) and `<package>.md5sums`. Only a
+/// checked package name can be given, so the file stays in `status.d`.
+pub fn dpkg_status(
+    package: &PackageName,
+    control: &str,
+    md5sums: Option<&str>,
+    epoch: u64,
+) -> Vec<Entry> {
     let mut stanza = String::with_capacity(control.len() + 32);
     for line in control.trim_end().lines() {
         if line.starts_with("Status:") {
@@ -227,15 +234,16 @@ mod tests {
 
     #[test]
     fn status_gets_a_status_line_after_package() {
-        let e = dpkg_status("a", "Package: a\nVersion: 1\n", Some("x  usr/a\n"), 5);
+        let name = PackageName::parse("aa").unwrap();
+        let e = dpkg_status(&name, "Package: aa\nVersion: 1\n", Some("x  usr/a\n"), 5);
         let EntryKind::File(b) = &e[0].kind else {
             panic!()
         };
         assert_eq!(
             &b[..],
-            b"Package: a\nStatus: install ok installed\nVersion: 1\n"
+            b"Package: aa\nStatus: install ok installed\nVersion: 1\n"
         );
-        assert_eq!(e[1].path, "var/lib/dpkg/status.d/a.md5sums");
+        assert_eq!(e[1].path, "var/lib/dpkg/status.d/aa.md5sums");
         assert_eq!(e[0].mtime, 5);
     }
 

@@ -3,7 +3,8 @@
 //! ([`crate::debian::deb`]) and the layer writer ([`crate::layer`]).
 //!
 //! It owns the [`Entry`] type, the strict tar reader (no path may leave the
-//! tree, hard links only to earlier files, an end-of-archive block required)
+//! tree, hard links only to earlier files, an end-of-archive block
+//! required, every entry and the whole stream under a ceiling)
 //! and the deterministic GNU tar writer (sorted entries, numeric owners, the
 //! epoch as the newest mtime). It does no compression and no I/O of its own.
 
@@ -14,7 +15,7 @@ mod read;
 mod write;
 
 pub use entry::{Entry, EntryKind};
-pub use read::read_tar;
+pub use read::{TarLimits, read_tar};
 pub use write::write_tar;
 
 /// A tar block: headers and contents are padded to it.
@@ -65,4 +66,10 @@ pub enum TarError {
     },
     #[error("tar stream ends without an end-of-archive block")]
     Truncated,
+    /// One entry's declared size is past the ceiling per file.
+    #[error("tar entry {path}: {size} bytes, above the ceiling of {limit} bytes per file")]
+    EntryTooLarge { path: String, size: u64, limit: u64 },
+    /// The stream unpacks to more than the ceiling for the whole.
+    #[error("unpacks to more than {limit} bytes")]
+    TooLarge { limit: u64 },
 }

@@ -1,7 +1,9 @@
 //! The strict tar reader, shared by the `.deb` reader and the layer reader.
 
+use std::cell::Cell;
 use std::collections::HashMap;
 use std::io::{self, Read};
+use std::rc::Rc;
 use std::sync::Arc;
 
 use super::write::check_path;
@@ -11,7 +13,31 @@ use super::{BLOCK, Entry, EntryKind, TarError};
 /// untrusted until the bytes have actually arrived.
 const MAX_PREALLOC: u64 = 64 << 20;
 
+/// Ceilings on what reading one tar stream may unpack.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TarLimits {
+    /// Largest contents of one entry, as its header declares it.
+    pub entry: u64,
+    /// Largest stream: every byte read, headers, names and padding
+    /// included.
+    pub total: u64,
+}
+
+impl TarLimits {
+    /// No ceiling: for streams plinth wrote itself.
+    pub const NONE: TarLimits = TarLimits {
+        entry: u64::MAX,
+        total: u64::MAX,
+    };
+}
+
 /// Reads a whole tar stream into entries, in archive order.
+///
+/// Work is bounded by `limits`: an entry whose header declares more than
+/// `limits.entry`, or that would take the stream past `limits.total`, is
+/// refused before its contents are read, and the stream is cut off at
+/// `limits.total` bytes whatever its headers say (long names and PAX
+/// records included). Nothing is allocated by a size the stream claims.
 ///
 /// Names are checked on their raw bytes (after GNU long-name or PAX records
 /// are applied): a leading `./` is dropped, the root entry is skipped, a
@@ -21,12 +47,25 @@ const MAX_PREALLOC: u64 = 64 << 20;
 /// Symlink targets are kept verbatim. The stream must end with an
 /// end-of-archive block, and is then read to its end so that a compressed
 /// stream's own integrity checks run.
-pub fn read_tar<R: Read>(reader: R) -> Result<Vec<Entry>, TarError> {
-    let read_err = |source| TarError::Read { source };
+pub fn read_tar<R: Read>(reader: R, limits: &TarLimits) -> Result<Vec<Entry>, TarError> {
+    let over = Rc::new(Cell::new(false));
+    // A read error after the ceiling was hit is the ceiling's doing.
+    let read_err = |source| {
+        if over.get() {
+            TarError::TooLarge {
+                limit: limits.total,
+            }
+        } else {
+            TarError::Read { source }
+        }
+    };
     let mut archive = tar::Archive::new(Counting {
         inner: reader,
         count: 0,
+        limit: limits.total,
+        over: Rc::clone(&over),
     });
+    let mut declared = 0u64;
     let mut entries: Vec<Entry> = Vec::new();
     let mut index: HashMap<String, usize> = HashMap::new();
     // Where the end-of-archive block must start: just past the last entry.
@@ -34,11 +73,28 @@ pub fn read_tar<R: Read>(reader: R) -> Result<Vec<Entry>, TarError> {
     for item in archive.entries().map_err(read_err)? {
         let mut tar_entry = item.map_err(read_err)?;
         let size = tar_entry.size();
+        if size > limits.entry {
+            return Err(TarError::EntryTooLarge {
+                path: String::from_utf8_lossy(&tar_entry.path_bytes()).into_owned(),
+                size,
+                limit: limits.entry,
+            });
+        }
+        declared = declared.saturating_add(size);
+        if declared > limits.total {
+            return Err(TarError::TooLarge {
+                limit: limits.total,
+            });
+        }
         end = tar_entry
             .raw_file_position()
             .checked_add(size.div_ceil(BLOCK as u64) * BLOCK as u64)
             .ok_or(TarError::Truncated)?;
-        if let Some(entry) = convert(&mut tar_entry, &entries, &index)? {
+        let converted = convert(&mut tar_entry, &entries, &index).map_err(|e| match e {
+            TarError::Read { source } => read_err(source),
+            other => other,
+        })?;
+        if let Some(entry) = converted {
             if index.insert(entry.path.clone(), entries.len()).is_some() {
                 return Err(TarError::Duplicate { path: entry.path });
             }
@@ -233,16 +289,103 @@ fn read_contents<R: Read>(
 }
 
 /// Counts the bytes the tar reader consumed, which is how a missing
-/// end-of-archive block is told from a present one.
+/// end-of-archive block is told from a present one, and fails once they
+/// pass `limit` (setting `over`, so the failure is reported as the
+/// ceiling rather than as whatever the tar crate makes of it).
 struct Counting<R> {
     inner: R,
     count: u64,
+    limit: u64,
+    over: Rc<Cell<bool>>,
 }
 
 impl<R: Read> Read for Counting<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
+        // Never read past one byte beyond the ceiling: a bomb is cut off
+        // there, not decompressed further.
+        let room = self.limit.saturating_sub(self.count).saturating_add(1);
+        let want = buf.len().min(usize::try_from(room).unwrap_or(usize::MAX));
+        let n = self.inner.read(&mut buf[..want])?;
         self.count += n as u64;
+        if self.count > self.limit {
+            self.over.set(true);
+            return Err(io::Error::other("tar stream past its ceiling"));
+        }
         Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tar_of(files: &[(&str, usize)]) -> Vec<u8> {
+        let mut tar = tar::Builder::new(Vec::new());
+        for (name, size) in files {
+            let mut header = tar::Header::new_gnu();
+            header.set_entry_type(tar::EntryType::Regular);
+            header.set_mode(0o644);
+            header.set_size(*size as u64);
+            header.set_uid(0);
+            header.set_gid(0);
+            header.set_mtime(0);
+            header.set_cksum();
+            tar.append_data(&mut header, name, &vec![7u8; *size][..])
+                .unwrap();
+        }
+        tar.into_inner().unwrap()
+    }
+
+    #[test]
+    fn refuses_what_passes_a_ceiling_before_reading_it() {
+        let tar = tar_of(&[("a", 1000), ("b", 1000)]);
+        let limits = |entry, total| TarLimits { entry, total };
+        assert_eq!(read_tar(&tar[..], &TarLimits::NONE).unwrap().len(), 2);
+        assert!(matches!(
+            read_tar(&tar[..], &limits(999, u64::MAX)),
+            Err(TarError::EntryTooLarge {
+                size: 1000,
+                limit: 999,
+                ..
+            })
+        ));
+        // Declared sizes add up past the total before any content is read.
+        assert!(matches!(
+            read_tar(&tar[..], &limits(u64::MAX, 1999)),
+            Err(TarError::TooLarge { limit: 1999 })
+        ));
+        // The stream itself (headers, padding) is cut off at the total.
+        assert!(matches!(
+            read_tar(&tar[..], &limits(u64::MAX, 2500)),
+            Err(TarError::TooLarge { limit: 2500 })
+        ));
+        assert_eq!(
+            read_tar(&tar[..], &limits(1000, tar.len() as u64))
+                .unwrap()
+                .len(),
+            2
+        );
+    }
+
+    #[test]
+    fn a_long_name_bomb_is_cut_off() {
+        // A GNU long-name record that claims 1 GiB: the tar crate would
+        // read it whole into memory.
+        let mut header = tar::Header::new_gnu();
+        header.as_gnu_mut().unwrap().name[..13].copy_from_slice(b"././@LongLink");
+        header.set_entry_type(tar::EntryType::GNULongName);
+        header.set_size(1 << 30);
+        header.set_cksum();
+        let mut stream = header.as_bytes().to_vec();
+        stream.extend(std::iter::repeat_n(b'a', 1 << 20));
+        let err = read_tar(
+            &stream[..],
+            &TarLimits {
+                entry: u64::MAX,
+                total: 64 << 10,
+            },
+        )
+        .unwrap_err();
+        assert!(matches!(err, TarError::TooLarge { .. }), "{err}");
     }
 }
