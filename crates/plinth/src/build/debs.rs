@@ -15,6 +15,7 @@ use crate::download::http::Fetcher;
 use crate::download::mirrors::Mirrors;
 use crate::error::{Error, Result};
 use crate::lockfile::{LockedPackage, Lockfile};
+use crate::net::{BodyLimit, Network};
 use crate::project::{Progress, Project};
 use crate::support::digest::sha256_hex;
 
@@ -25,8 +26,8 @@ pub(super) type Debs = HashMap<String, Arc<Deb>>;
 pub(super) struct Downloader<'a> {
     cache: &'a Cache,
     mirrors: Mirrors,
-    fetcher: Fetcher,
-    offline: bool,
+    /// `None` offline: nothing is fetched, so no trust is loaded either.
+    fetcher: Option<Fetcher>,
 }
 
 impl<'a> Downloader<'a> {
@@ -34,8 +35,13 @@ impl<'a> Downloader<'a> {
         Ok(Downloader {
             cache,
             mirrors: Mirrors::resolve(&project.definitions.settings, &options.apt_dir)?,
-            fetcher: Fetcher::new(options.fetch.clone()),
-            offline: options.offline,
+            fetcher: match options.offline {
+                true => None,
+                false => Some(Fetcher::new(
+                    &Network::for_project(&options.network, project)?,
+                    options.fetch.clone(),
+                )),
+            },
         })
     }
 
@@ -73,12 +79,12 @@ impl<'a> Downloader<'a> {
         if let Some(bytes) = self.cache.get(&p.sha256) {
             return Ok(bytes);
         }
-        if self.offline {
+        let Some(fetcher) = &self.fetcher else {
             return Err(Error::Package {
                 package: p.filename.clone(),
                 why: "not in the download cache, and --offline is set".into(),
             });
-        }
+        };
         let archive = lock
             .release
             .iter()
@@ -93,7 +99,7 @@ impl<'a> Downloader<'a> {
         // One retry on a hash mismatch: a mirror mid-update can serve a
         // stale file.
         for _ in 0..2 {
-            let bytes = self.fetcher.get(&url)?;
+            let bytes = fetcher.get(archive, &url, BodyLimit::Exactly(p.size))?;
             let sum = sha256_hex(&bytes);
             if sum == p.sha256 {
                 self.cache.put(&p.sha256, &bytes)?;

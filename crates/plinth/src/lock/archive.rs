@@ -25,7 +25,8 @@ use sequoia_openpgp as openpgp;
 
 use crate::debian::control;
 use crate::download::cache::{Cache, CacheError};
-use crate::download::http::{FetchError, Fetcher, redact};
+use crate::download::http::{FetchError, Fetcher, MAX_INRELEASE_BYTES};
+use crate::net::{BodyLimit, redact_url};
 use crate::support::digest::sha256_hex;
 use crate::support::time::parse_rfc2822;
 
@@ -276,7 +277,7 @@ impl ArchiveClient<'_> {
         suite: &str,
     ) -> Result<VerifiedSuite, ArchiveError> {
         let url = format!("{base_url}/dists/{suite}/InRelease");
-        let shown = redact(&url);
+        let shown = redact_url(&url);
         let cache_name = format!("InRelease-{archive}-{suite}");
         let bytes = if self.offline {
             self.cache
@@ -286,7 +287,8 @@ impl ArchiveClient<'_> {
                     what: "InRelease".into(),
                 })?
         } else {
-            self.fetcher.get(&url)?
+            self.fetcher
+                .get(archive, &url, BodyLimit::AtMost(MAX_INRELEASE_BYTES))?
         };
         let text = self.keyring.verify_clearsigned(&shown, &bytes, self.now)?;
         let release = Release::parse(&shown, &text)?;
@@ -348,7 +350,7 @@ impl ArchiveClient<'_> {
             return Ok(String::new());
         };
         let url_of = |p: &str| format!("{}/dists/{}/{p}", suite.base_url, suite.name);
-        let shown_of = |p: &str| redact(&url_of(p));
+        let shown_of = |p: &str| redact_url(&url_of(p));
         if let Some(bytes) = self.cache.get(&plain_sha) {
             return into_text(&shown_of(&plain_path), bytes);
         }
@@ -377,13 +379,17 @@ impl ArchiveClient<'_> {
         let fetched = match &by_hash {
             Some(p) => self
                 .fetcher
-                .get_unless_missing(&url_of(p))?
+                .get_unless_missing(&suite.archive, &url_of(p), BodyLimit::Exactly(xz_size))?
                 .map(|b| (b, p.clone())),
             None => None,
         };
         let (compressed, path) = match fetched {
             Some(found) => found,
-            None => (self.fetcher.get(&url_of(&xz_path))?, xz_path.clone()),
+            None => {
+                let limit = BodyLimit::Exactly(xz_size);
+                let bytes = self.fetcher.get(&suite.archive, &url_of(&xz_path), limit)?;
+                (bytes, xz_path.clone())
+            }
         };
         let url = shown_of(&path);
         check(
