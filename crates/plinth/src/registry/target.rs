@@ -1,8 +1,7 @@
 //! Where images go: a registry host and a repository prefix
 //! (`HOST[:PORT]/PREFIX`), parsed strictly, whether plain HTTP may be
 //! spoken to it (loopback only), and the origin its credentials are bound
-//! to. `docker.io/ORG` is Docker Hub, named as Docker's tools name it
-//! ([`super::dockerhub`]).
+//! to. Docker Hub's names are [`super::dockerhub`]'s business.
 
 use super::{RegistryError, Result, dockerhub};
 use crate::net::origin::{Origin, Scheme, is_loopback_host};
@@ -14,8 +13,9 @@ use std::fmt;
 /// Where to publish: a registry host and a repository prefix.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Target {
-    /// `host` or `host:port` as the registry is named (`docker.io` for any
-    /// Docker Hub alias); [`api_host`](Self::api_host) is where requests go.
+    /// `host` or `host:port` as the registry is named (one name for all of
+    /// Docker Hub's aliases, see [`dockerhub::canonical`]);
+    /// [`api_host`](Self::api_host) is where requests go.
     pub host: String,
     /// Repository path prefix without slashes at either end; may be empty.
     pub prefix: String,
