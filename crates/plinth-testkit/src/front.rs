@@ -9,7 +9,8 @@
 //! challenge otherwise), as the registry's own door; the storage never
 //! asks for any. Both record every request with its `Authorization`
 //! header, so a test can show that credentials reached the front and
-//! never the storage. HTTP/1.1, one request per connection, loopback only.
+//! never the storage. HTTP/1.1, one request per connection, request
+//! bodies with a `Content-Length` only, loopback only.
 
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -151,6 +152,7 @@ fn serve(client: TcpStream, role: Role, shared: &Shared) -> io::Result<()> {
     // Forward to the registry, without credentials (the front checked
     // them) and one request per connection.
     let mut upstream = TcpStream::connect(("127.0.0.1", shared.registry_port))?;
+    upstream.set_read_timeout(Some(Duration::from_secs(30)))?;
     let mut head = format!("{method} {target} HTTP/1.1\r\n");
     for (k, v) in &headers {
         if !["connection", "authorization", "keep-alive"]

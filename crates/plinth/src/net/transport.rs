@@ -389,6 +389,12 @@ impl Transport {
         };
         let bad_request = || refuse("cannot form the request (a header is invalid)".into());
         let sent = match payload {
+            // ureq sends a bodiless POST, PUT or PATCH as an empty
+            // chunked body; an explicit `Content-Length: 0` is what
+            // registries and the proxies in front of them expect.
+            Payload::None if [Method::POST, Method::PUT, Method::PATCH].contains(&hop.method) => {
+                agent.run(request.body(&[][..]).map_err(|_| bad_request())?)
+            }
             Payload::None => agent.run(request.body(()).map_err(|_| bad_request())?),
             Payload::Bytes(bytes) => agent.run(request.body(bytes).map_err(|_| bad_request())?),
             Payload::File { path, offset, len } => {
