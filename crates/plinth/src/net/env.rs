@@ -114,7 +114,7 @@ mod tests {
     #[test]
     fn debug_hides_proxy_values() {
         let env = Environment::empty()
-            .with("https_proxy", "http://u:s3cret@proxy:3128")
+            .with("https_proxy", "http://u:s3cret@proxy.example:3128")
             .with("SSL_CERT_FILE", "/ca.pem");
         let shown = format!("{env:?}");
         assert!(

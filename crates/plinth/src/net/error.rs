@@ -24,7 +24,7 @@ pub enum NetError {
     Certificate {
         /// `host:port`.
         host: String,
-        /// ` (through proxy http://proxy:3128)` or empty.
+        /// ` (through proxy http://proxy.example:3128)` or empty.
         via: String,
         problem: String,
         /// Where trust was looked for.
@@ -378,8 +378,8 @@ mod tests {
         assert_eq!(date(951_782_400), "2000-02-29");
         assert!(date(u64::MAX).ends_with("after 1970"));
         assert_eq!(
-            redact_words("bad https://u:p@h/x?sig=1 here"),
-            "bad https://h/x here"
+            redact_words("bad https://u:p@h.example/x?sig=1 here"),
+            "bad https://h.example/x here"
         );
     }
 }

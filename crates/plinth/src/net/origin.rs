@@ -354,8 +354,8 @@ mod tests {
             "ftp://h/",
             "https://",
             "https://:80/",
-            "http://h:99999/",
-            "https://h o/",
+            "http://h.example:99999/",
+            "https://h.example o/",
         ] {
             assert!(Origin::parse(bad).is_err(), "{bad}");
         }
@@ -412,7 +412,10 @@ mod tests {
         }
         assert!(resolve(base, "/a\nb").is_err());
         assert!(resolve(base, "https:no-slashes").is_err());
-        assert_eq!(resolve("https://h", "x").unwrap(), "https://h/x");
+        assert_eq!(
+            resolve("https://h.example", "x").unwrap(),
+            "https://h.example/x"
+        );
     }
 
     fn hop(method: Method, url: &str, creds: bool) -> Hop {
@@ -498,7 +501,7 @@ mod tests {
             redact_url("https://u:p@r.example:5000/v2/x/blobs/uploads/abc?_state=SECRET#f"),
             "https://r.example:5000/v2/x/blobs/uploads/abc"
         );
-        assert_eq!(redact_url("http://h?x=1"), "http://h");
+        assert_eq!(redact_url("http://h.example?x=1"), "http://h.example");
         assert_eq!(redact_url("garbage?token=1"), "garbage");
         // An '@' in the path is not userinfo.
         assert_eq!(redact_url("http://m.example/a@b"), "http://m.example/a@b");

@@ -431,15 +431,15 @@ mod tests {
 
     #[test]
     fn proxy_urls_parse_and_never_show_credentials() {
-        let p = ProxyUrl::parse("http://user:s%40cret@proxy.corp:3128/", "https_proxy").unwrap();
-        assert_eq!(p.to_string(), "http://***@proxy.corp:3128");
+        let p = ProxyUrl::parse("http://user:s%40cret@proxy.example:3128/", "https_proxy").unwrap();
+        assert_eq!(p.to_string(), "http://***@proxy.example:3128");
         assert_eq!(p.ureq().password(), Some("s@cret"));
         assert!(!format!("{p:?}").contains("s%40cret"));
         assert_eq!(
-            ProxyUrl::parse("proxy.corp", "http_proxy")
+            ProxyUrl::parse("proxy.example", "http_proxy")
                 .unwrap()
                 .to_string(),
-            "http://proxy.corp:1080"
+            "http://proxy.example:1080"
         );
         assert_eq!(
             ProxyUrl::parse("https://[::1]", "HTTPS_PROXY")
@@ -465,9 +465,9 @@ mod tests {
     #[test]
     fn one_variable_per_scheme_lower_case_first_and_broken_ones_named() {
         let env = Environment::empty()
-            .with("HTTPS_PROXY", "http://upper:1")
-            .with("https_proxy", "http://lower:2")
-            .with("ALL_PROXY", "http://all:3")
+            .with("HTTPS_PROXY", "http://upper.example:1")
+            .with("https_proxy", "http://lower.example:2")
+            .with("ALL_PROXY", "http://all.example:3")
             .with("NO_PROXY", "direct.example");
         let p = Proxies::from_env(&env);
         let https = p
@@ -476,7 +476,7 @@ mod tests {
             .unwrap();
         assert_eq!(
             (https.to_string().as_str(), https.from()),
-            ("http://lower:2", "https_proxy")
+            ("http://lower.example:2", "https_proxy")
         );
         let http = p
             .for_target(Scheme::Http, "m.example", 80)
@@ -484,7 +484,7 @@ mod tests {
             .unwrap();
         assert_eq!(
             (http.to_string().as_str(), http.from()),
-            ("http://all:3", "ALL_PROXY")
+            ("http://all.example:3", "ALL_PROXY")
         );
         assert!(
             p.for_target(Scheme::Https, "direct.example", 443)

