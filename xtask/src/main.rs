@@ -229,6 +229,7 @@ fn build_options(
         images,
         source_date_epoch,
         fetch: Default::default(),
+        network: plinth::net::Environment::from_process(),
         apt_dir: PathBuf::from("/etc/apt"),
         apps,
         app_target_dir: root.join("target/plinth-apps"),

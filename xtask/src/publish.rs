@@ -7,7 +7,9 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 use clap::Args;
+use plinth::Project;
 use plinth::digests::RecordedDigests;
+use plinth::net::{Environment, Network};
 use plinth::publish::{PublishOptions, PublishReport};
 use plinth::registry::{Client, ClientOptions, Credentials, Target};
 
@@ -36,7 +38,11 @@ pub fn run(root: &Path, args: PublishArgs) -> Result<()> {
     let target = Target::parse(&args.registry, args.insecure)
         .map_err(|e| plinth::Error::Usage(e.to_string()))?;
     let credentials = Credentials::from_environment(&target.host)?;
-    let client = Client::new(target, credentials, ClientOptions::default());
+    // The machine's trust and proxies, and the CA files images/plinth.toml
+    // names for this registry.
+    let network = Network::for_project(&Environment::from_process(), &Project::open(root)?)?;
+    let transport = network.registry(&target.host).clone();
+    let client = Client::with_transport(target, credentials, ClientOptions::default(), &transport);
     let recorded = RecordedDigests::read(&RecordedDigests::path(&root.join("lockfiles")))?;
     let options = PublishOptions {
         out_dir: args.out.unwrap_or_else(|| plinth::default_out_dir(root)),

@@ -66,8 +66,9 @@ fn scratch() -> &'static Path {
     DIR.get_or_init(|| support::scratch_for("publish-e2e"))
 }
 
-/// The xtask binary with a clean credential environment: no
-/// `PLINTH_REGISTRY_*`, and `DOCKER_CONFIG` pointing at an empty folder
+/// The xtask binary with a clean credential and network environment: no
+/// `PLINTH_REGISTRY_*`, no proxy variables (loopback is not exempt from a
+/// proxy, as in curl), and `DOCKER_CONFIG` pointing at an empty folder
 /// unless the test sets one.
 fn xtask(args: &[&str]) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_xtask"));
@@ -77,6 +78,11 @@ fn xtask(args: &[&str]) -> Command {
         .env_remove("PLINTH_REGISTRY_PASSWORD")
         .env_remove("RUST_LOG")
         .env("DOCKER_CONFIG", scratch().join("no-docker-config"));
+    for var in plinth::net::env::VARIABLES {
+        if var.contains("proxy") || var.contains("PROXY") {
+            cmd.env_remove(var);
+        }
+    }
     cmd
 }
 
@@ -98,16 +104,17 @@ fn built() -> &'static Path {
 
 /// `xtask publish --registry HOST/golden --insecure --out BUILT ARGS...`.
 fn publish(registry: &Registry, args: &[&str]) -> Command {
-    let target = format!("{}/{PREFIX}", registry.host());
+    publish_to(&registry.host(), true, args)
+}
+
+/// `xtask publish --registry HOST/golden [--insecure] --out BUILT ARGS...`.
+fn publish_to(host: &str, insecure: bool, args: &[&str]) -> Command {
+    let target = format!("{host}/{PREFIX}");
     let out = built().to_str().expect("UTF-8").to_owned();
-    let mut cmd = xtask(&[
-        "publish",
-        "--registry",
-        &target,
-        "--insecure",
-        "--out",
-        &out,
-    ]);
+    let mut cmd = xtask(&["publish", "--registry", &target, "--out", &out]);
+    if insecure {
+        cmd.arg("--insecure");
+    }
     cmd.args(args);
     cmd
 }
@@ -203,28 +210,30 @@ fn assert_referrer_tags(registry: &Registry) {
     }
 }
 
+/// base64 of `user:password`, without a crate: `base64` from coreutils.
+fn base64_pair(user: &str, password: &str) -> String {
+    use std::io::Write;
+    let mut child = Command::new("base64")
+        .arg("-w0")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("coreutils base64");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(format!("{user}:{password}").as_bytes())
+        .expect("write base64 input");
+    let out = child.wait_with_output().expect("base64");
+    String::from_utf8(out.stdout).expect("base64 output")
+}
+
 /// A Docker config folder named `name` with credentials for `host`.
 fn docker_config(name: &str, host: &str, user: &str, password: &str) -> PathBuf {
-    use std::io::Write;
     let config = scratch().join(name);
     fs::create_dir_all(&config).expect("docker config dir");
-    let auth = {
-        // base64 without a crate: `base64` from coreutils.
-        let mut child = Command::new("base64")
-            .arg("-w0")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("coreutils base64");
-        child
-            .stdin
-            .take()
-            .expect("stdin")
-            .write_all(format!("{user}:{password}").as_bytes())
-            .expect("write base64 input");
-        let out = child.wait_with_output().expect("base64");
-        String::from_utf8(out.stdout).expect("base64 output")
-    };
+    let auth = base64_pair(user, password);
     fs::write(
         config.join("config.json"),
         format!(r#"{{"auths": {{"http://{host}": {{"auth": "{auth}"}}}}}}"#),
@@ -628,4 +637,146 @@ fn the_referrers_tag_keeps_what_other_tools_put_there() {
         types.contains(&"application/spdx+json")
             && types.contains(&"application/vnd.cyclonedx+json")
     );
+}
+
+// ---------------------------------------------------------------------------
+// Corporate networks: a registry on a private CA, a proxy, object storage
+
+/// A TLS registry whose certificate chains to a CA made for the test, and
+/// that CA's PEM file (trusted by nothing yet).
+fn tls_registry(name: &str) -> (Registry, PathBuf) {
+    use plinth_testkit::tls::TestCa;
+    let ca = TestCa::new("plinth test registry CA");
+    let cert = ca.server_cert(&["127.0.0.1", "localhost"]);
+    let registry = Registry::start_with(None, Some(&cert)).unwrap_or_else(|e| panic!("{e}"));
+    (registry, ca.write_pem(&scratch().join(name)))
+}
+
+/// The one `error:` line of a failed run.
+fn error_line(out: &Output) -> String {
+    let (_, stderr) = text(out);
+    let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error:")).collect();
+    assert_eq!(errors.len(), 1, "{stderr}");
+    errors[0].to_owned()
+}
+
+#[test]
+fn a_tls_registry_on_a_private_ca_is_trusted_through_ssl_cert_file_and_refused_without() {
+    if !tools(false) {
+        return;
+    }
+    let (registry, ca) = tls_registry("tls-registry-ca.pem");
+    let host = registry.host();
+    let args = ["static-debian12", "--tag", "latest"];
+
+    let refused = publish_to(&host, false, &args)
+        .env_remove("SSL_CERT_FILE")
+        .env_remove("SSL_CERT_DIR")
+        .output()
+        .expect("run xtask");
+    assert_eq!(refused.status.code(), Some(1));
+    let error = error_line(&refused);
+    assert!(
+        error.starts_with(&format!(
+            "error: registry {host}: checking the API: TLS certificate of {host} refused: unknown issuer: no trusted CA signed it"
+        )) && error.contains("; trusting the system store"),
+        "{error}"
+    );
+    assert_eq!(registry.blob_count(), 0);
+
+    let out = support::check(
+        publish_to(&host, false, &args)
+            .env("SSL_CERT_FILE", &ca)
+            .env_remove("SSL_CERT_DIR"),
+    );
+    assert!(
+        summary(&out).contains("1 tags, uploaded "),
+        "{}",
+        summary(&out)
+    );
+    assert!(registry.blob_count() > 0);
+}
+
+#[test]
+fn publishes_through_a_connect_proxy_and_no_proxy_goes_around_it() {
+    use plinth_testkit::proxy::ConnectProxy;
+    if !tools(false) {
+        return;
+    }
+    let (registry, ca) = tls_registry("proxied-registry-ca.pem");
+    let host = registry.host();
+    let proxy = ConnectProxy::requiring(&base64_pair("builder", "pr0xy-Pa55"));
+    let proxy_url = proxy.url().replace("http://", "http://builder:pr0xy-Pa55@");
+    let args = ["static-debian12", "--tag", "latest", "-vv"];
+    let mut through = publish_to(&host, false, &args);
+    through
+        .env("SSL_CERT_FILE", &ca)
+        .env("HTTPS_PROXY", &proxy_url);
+    let out = support::check(&mut through);
+    assert!(
+        summary(&out).contains("1 tags, uploaded "),
+        "{}",
+        summary(&out)
+    );
+    let connects = proxy.connects();
+    assert!(!connects.is_empty());
+    assert!(connects.iter().all(|c| c.target == host), "{connects:?}");
+    // The proxy's password reached the proxy, and no log line (-vv).
+    let (stdout, stderr) = text(&out);
+    assert!(!stdout.contains("pr0xy-Pa55") && !stderr.contains("pr0xy-Pa55"));
+
+    let tunnelled = connects.len();
+    let out = support::check(through.env("NO_PROXY", "localhost,127.0.0.1"));
+    assert!(
+        summary(&out).contains("uploaded 0 blobs"),
+        "{}",
+        summary(&out)
+    );
+    assert_eq!(proxy.connects().len(), tunnelled);
+}
+
+#[test]
+fn publishes_through_a_front_that_sends_blobs_to_storage_which_never_sees_credentials() {
+    use plinth_testkit::front::StorageFront;
+    if !tools(false) {
+        return;
+    }
+    let registry = support::start_registry(None);
+    let port: u16 = registry.host().rsplit_once(':').unwrap().1.parse().unwrap();
+    let (user, password) = ("plinth", "fr0nt-Pa55");
+    let front = StorageFront::start(port, Some(format!("Basic {}", base64_pair(user, password))));
+    let out = support::check(
+        publish_to(&front.host(), true, &[])
+            .env("PLINTH_REGISTRY_USERNAME", user)
+            .env("PLINTH_REGISTRY_PASSWORD", password),
+    );
+    assert!(
+        !summary(&out).contains("uploaded 0 blobs"),
+        "{}",
+        summary(&out)
+    );
+
+    let at_storage = front.storage_requests();
+    for method in ["HEAD", "PUT"] {
+        assert!(
+            at_storage.iter().any(|r| r.method == method),
+            "no {method} reached the storage: {at_storage:?}"
+        );
+    }
+    let leaked: Vec<_> = at_storage
+        .iter()
+        .filter(|r| r.authorization.is_some())
+        .collect();
+    assert!(
+        leaked.is_empty(),
+        "credentials reached the storage: {leaked:?}"
+    );
+    assert!(
+        front
+            .front_requests()
+            .iter()
+            .any(|r| r.authorization.is_some())
+    );
+    // Everything arrived, as recorded, in the registry behind.
+    assert_registry_serves_recorded(&registry, None);
 }

@@ -17,10 +17,19 @@
 //! - [`repo`]: [`Archive`] writes `pool/` and `dists/<suite>/` with
 //!   `Release`, `InRelease`, `Release.gpg`, `Packages`, `Packages.xz` and
 //!   `by-hash/` copies, plus fault helpers that break them afterwards.
-//! - [`server`]: [`Server`] serves a directory over HTTP on `127.0.0.1`,
-//!   records requests and injects error statuses, stalls and short bodies.
+//! - [`server`]: [`Server`] serves a directory over HTTP or HTTPS on
+//!   `127.0.0.1`, records requests and injects error statuses, stalls,
+//!   short bodies and endless ones.
 //! - [`registry`]: [`registry::Registry`] runs Debian's `docker-registry`
-//!   on loopback (optionally with htpasswd), stops and restarts it.
+//!   on loopback (optionally with htpasswd, optionally over TLS), stops and
+//!   restarts it.
+//! - [`tls`]: a test PKI made on the spot ([`tls::TestCa`]): CA and server
+//!   certificates for the TLS servers above.
+//! - [`proxy`]: [`proxy::ConnectProxy`], a loopback CONNECT proxy that
+//!   records what it tunnels.
+//! - [`front`]: [`front::StorageFront`], a registry front that redirects
+//!   blob reads and hands out upload sessions on a second listener, as
+//!   registries backed by object storage do.
 //! - [`compress`]: the deterministic xz/zstd/gzip settings all of the
 //!   above use.
 //!
@@ -58,10 +67,13 @@
 
 pub mod compress;
 pub mod deb;
+pub mod front;
 pub mod keys;
+pub mod proxy;
 pub mod registry;
 pub mod repo;
 pub mod server;
+pub mod tls;
 
 pub use compress::Compression;
 pub use deb::{DebBuilder, EntryKind, RawEntry, ar_archive};

@@ -3,9 +3,10 @@
 //! publish`.
 //!
 //! Owns starting it on a free port with storage in a temporary directory
-//! (optionally behind htpasswd basic authentication), waiting until it
-//! answers, stopping and restarting it on the same port and storage, and
-//! killing it when dropped.
+//! (optionally behind htpasswd basic authentication, optionally serving
+//! TLS with a certificate of the test PKI), waiting until it answers,
+//! stopping and restarting it on the same port and storage, and killing it
+//! when dropped.
 
 use std::fs;
 use std::io::{Read, Write};
@@ -29,6 +30,15 @@ impl Registry {
     /// with that user and password. `Err` says which tool is missing or
     /// why the server did not come up.
     pub fn start(auth: Option<(&str, &str)>) -> Result<Registry, String> {
+        Self::start_with(auth, None)
+    }
+
+    /// [`start`](Self::start), serving TLS with `tls` (make it for
+    /// `127.0.0.1`) when given.
+    pub fn start_with(
+        auth: Option<(&str, &str)>,
+        tls: Option<&crate::tls::ServerCert>,
+    ) -> Result<Registry, String> {
         let dir = tempfile::Builder::new()
             .prefix("plinth-registry-")
             .tempdir()
@@ -41,9 +51,17 @@ impl Registry {
             "version: 0.1\n\
              log: {{level: warn, accesslog: {{disabled: true}}}}\n\
              storage: {{filesystem: {{rootdirectory: {}}}, delete: {{enabled: true}}}}\n\
-             http: {{addr: 127.0.0.1:{port}, secret: plinth-test}}\n",
+             http:\n  addr: 127.0.0.1:{port}\n  secret: plinth-test\n",
             dir.path().join("storage").display()
         );
+        if let Some(cert) = tls {
+            let (cert, key) = cert.write(dir.path(), "registry");
+            config.push_str(&format!(
+                "  tls: {{certificate: {}, key: {}}}\n",
+                cert.display(),
+                key.display()
+            ));
+        }
         if let Some((user, password)) = auth {
             // The registry invents a user when the file is missing: write it first.
             let file = dir.path().join("htpasswd");
@@ -134,7 +152,8 @@ impl Registry {
         Ok(())
     }
 
-    /// Whether `GET /v2/` gets an HTTP answer (200, or 401 with auth).
+    /// Whether `GET /v2/` gets an HTTP answer (200, or 401 with auth; a
+    /// TLS port answers plain HTTP with a 400, which is as good).
     fn answers(&self) -> bool {
         let Ok(mut s) = TcpStream::connect(("127.0.0.1", self.port)) else {
             return false;

@@ -2,13 +2,15 @@
 //!
 //! Owns serving a directory to the code under test over
 //! `127.0.0.1:<ephemeral port>` (GET and HEAD, one thread per connection,
-//! `Connection: close`), recording which paths were asked for, and
-//! misbehaving on request: error statuses, stalls and cut-off bodies.
+//! `Connection: close`), in plain HTTP or over TLS with a certificate of
+//! the test PKI ([`crate::tls`]), recording which paths were asked for
+//! (and how many TLS handshakes the client refused), and misbehaving on
+//! request: error statuses, stalls, cut-off bodies and endless ones.
 
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Component, Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
@@ -25,7 +27,12 @@ enum FaultKind {
     Status(u16),
     Stall(Duration),
     Truncate,
+    Endless,
 }
+
+/// The most an endless body sends before giving up on a client that
+/// keeps reading: far more than any limit plinth sets.
+const ENDLESS_CAP: u64 = 8 << 30;
 
 #[derive(Debug, Clone)]
 struct Fault {
@@ -40,11 +47,21 @@ struct State {
     faults: Vec<Fault>,
 }
 
-#[derive(Debug)]
 struct Shared {
     root: PathBuf,
     shutdown: AtomicBool,
     state: Mutex<State>,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    failed_handshakes: AtomicUsize,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared")
+            .field("root", &self.root)
+            .field("tls", &self.tls.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Shared {
@@ -74,12 +91,24 @@ pub struct Server {
 impl Server {
     /// Starts serving `root` on `127.0.0.1` at an ephemeral port.
     pub fn serve(root: impl Into<PathBuf>) -> Server {
+        Self::start(root.into(), None)
+    }
+
+    /// Starts serving `root` over TLS with `cert` (make it for `127.0.0.1`
+    /// and `localhost`).
+    pub fn serve_tls(root: impl Into<PathBuf>, cert: &crate::tls::ServerCert) -> Server {
+        Self::start(root.into(), Some(cert.server_config()))
+    }
+
+    fn start(root: PathBuf, tls: Option<Arc<rustls::ServerConfig>>) -> Server {
         let listener = TcpListener::bind("127.0.0.1:0").expect("binding a loopback port");
         let addr = listener.local_addr().expect("local address");
         let shared = Arc::new(Shared {
-            root: root.into(),
+            root,
             shutdown: AtomicBool::new(false),
             state: Mutex::new(State::default()),
+            tls,
+            failed_handshakes: AtomicUsize::new(0),
         });
         let acceptor = {
             let shared = Arc::clone(&shared);
@@ -95,9 +124,21 @@ impl Server {
         }
     }
 
-    /// `http://127.0.0.1:<port>`, without a trailing slash.
+    /// `http://127.0.0.1:<port>` (`https://` over TLS), without a
+    /// trailing slash.
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        let scheme = if self.shared.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        format!("{scheme}://{}", self.addr)
+    }
+
+    /// TLS handshakes that did not complete (the client refused the
+    /// certificate, or spoke plain HTTP).
+    pub fn failed_handshakes(&self) -> usize {
+        self.shared.failed_handshakes.load(Ordering::SeqCst)
     }
 
     /// The listening address.
@@ -123,6 +164,13 @@ impl Server {
     /// body before the connection is closed.
     pub fn truncate(&self, path_suffix: &str, times: usize) {
         self.add_fault(path_suffix, FaultKind::Truncate, times);
+    }
+
+    /// The next `times` requests whose path ends with `path_suffix` get a
+    /// `200` without a length whose body never ends (until the client goes
+    /// away, or after 8 GiB).
+    pub fn endless(&self, path_suffix: &str, times: usize) {
+        self.add_fault(path_suffix, FaultKind::Endless, times);
     }
 
     /// Forgets all faults not yet used up.
@@ -193,15 +241,47 @@ fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
         // shutdown flag on its own, and the others finish quickly.
         let _ = thread::Builder::new()
             .name("testkit-http-conn".to_owned())
-            .spawn(move || {
-                let _ = handle(stream, &shared);
-            });
+            .spawn(move || serve_connection(stream, &shared));
     }
 }
 
-fn handle(mut stream: TcpStream, shared: &Shared) -> io::Result<()> {
-    stream.set_read_timeout(Some(REQUEST_TIMEOUT))?;
-    let Some(head) = read_head(&mut stream)? else {
+/// One connection, over TLS when the server has a certificate.
+fn serve_connection(stream: TcpStream, shared: &Shared) {
+    if stream.set_read_timeout(Some(REQUEST_TIMEOUT)).is_err() {
+        return;
+    }
+    match &shared.tls {
+        None => {
+            let mut stream = stream;
+            // A TLS ClientHello on the plain port: answer in HTTP, as
+            // nginx and Go's server do, instead of waiting for a head.
+            let mut first = [0u8; 1];
+            if stream.peek(&mut first).is_ok_and(|n| n == 1) && first[0] == 0x16 {
+                let _ = respond_text(&mut stream, 400, false);
+            } else {
+                let _ = handle(&mut stream, shared);
+            }
+            let _ = stream.shutdown(std::net::Shutdown::Write);
+        }
+        Some(config) => {
+            let Ok(conn) = rustls::ServerConnection::new(Arc::clone(config)) else {
+                return;
+            };
+            let mut tls = rustls::StreamOwned::new(conn, stream);
+            if tls.conn.complete_io(&mut tls.sock).is_err() {
+                shared.failed_handshakes.fetch_add(1, Ordering::SeqCst);
+                return;
+            }
+            let _ = handle(&mut tls, shared);
+            tls.conn.send_close_notify();
+            let _ = tls.conn.complete_io(&mut tls.sock);
+            let _ = tls.sock.shutdown(std::net::Shutdown::Write);
+        }
+    }
+}
+
+fn handle(stream: &mut (impl Read + Write), shared: &Shared) -> io::Result<()> {
+    let Some(head) = read_head(stream)? else {
         return Ok(());
     };
     let request_line = head.lines().next().unwrap_or_default();
@@ -225,10 +305,11 @@ fn handle(mut stream: TcpStream, shared: &Shared) -> io::Result<()> {
 
     let head_only = method == "HEAD";
     if method != "GET" && !head_only {
-        return respond_text(&mut stream, 405, head_only);
+        return respond_text(stream, 405, head_only);
     }
     match fault {
-        Some(FaultKind::Status(status)) => return respond_text(&mut stream, status, head_only),
+        Some(FaultKind::Status(status)) => return respond_text(stream, status, head_only),
+        Some(FaultKind::Endless) => return respond_endless(stream, shared),
         Some(FaultKind::Stall(duration)) => {
             if !sleep_unless_shutdown(duration, shared) {
                 return Ok(());
@@ -237,11 +318,11 @@ fn handle(mut stream: TcpStream, shared: &Shared) -> io::Result<()> {
         Some(FaultKind::Truncate) | None => {}
     }
     let Some(file) = resolve(&shared.root, &target) else {
-        return respond_text(&mut stream, 404, head_only);
+        return respond_text(stream, 404, head_only);
     };
     let body = match std::fs::read(&file) {
         Ok(body) => body,
-        Err(_) => return respond_text(&mut stream, 404, head_only),
+        Err(_) => return respond_text(stream, 404, head_only),
     };
     let header = format!(
         "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
@@ -256,14 +337,26 @@ fn handle(mut stream: TcpStream, shared: &Shared) -> io::Result<()> {
         };
         stream.write_all(&body[..send])?;
     }
-    stream.flush()?;
-    let _ = stream.shutdown(std::net::Shutdown::Write);
-    Ok(())
+    stream.flush()
+}
+
+/// A `200` whose body goes on until the client leaves.
+fn respond_endless(stream: &mut impl Write, shared: &Shared) -> io::Result<()> {
+    stream.write_all(
+        b"HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nConnection: close\r\n\r\n",
+    )?;
+    let chunk = vec![b'x'; 64 << 10];
+    let mut sent = 0u64;
+    while sent < ENDLESS_CAP && !shared.shutdown.load(Ordering::SeqCst) {
+        stream.write_all(&chunk)?;
+        sent += chunk.len() as u64;
+    }
+    stream.flush()
 }
 
 /// Reads up to the blank line ending the request head; `None` if the
 /// client went away first.
-fn read_head(stream: &mut TcpStream) -> io::Result<Option<String>> {
+fn read_head(stream: &mut impl Read) -> io::Result<Option<String>> {
     let mut head = Vec::new();
     let mut buf = [0u8; 1024];
     while !head.windows(4).any(|w| w == b"\r\n\r\n") {
@@ -279,7 +372,7 @@ fn read_head(stream: &mut TcpStream) -> io::Result<Option<String>> {
     Ok(Some(String::from_utf8_lossy(&head).into_owned()))
 }
 
-fn respond_text(stream: &mut TcpStream, status: u16, head_only: bool) -> io::Result<()> {
+fn respond_text(stream: &mut impl Write, status: u16, head_only: bool) -> io::Result<()> {
     let reason = reason(status);
     let body = format!("{status} {reason}\n");
     let mut out = format!(
@@ -290,9 +383,7 @@ fn respond_text(stream: &mut TcpStream, status: u16, head_only: bool) -> io::Res
         out.push_str(&body);
     }
     stream.write_all(out.as_bytes())?;
-    stream.flush()?;
-    let _ = stream.shutdown(std::net::Shutdown::Write);
-    Ok(())
+    stream.flush()
 }
 
 fn reason(status: u16) -> &'static str {

@@ -17,6 +17,7 @@ use crate::download::http::FetchError;
 use crate::download::mirrors::MirrorError;
 use crate::lock::LockError;
 use crate::lockfile::LockfileError;
+use crate::net::NetError;
 use crate::registry::RegistryError;
 
 /// Everything that can go wrong in the library. Each variant's message is
@@ -31,6 +32,8 @@ pub enum Error {
     Fetch(#[from] FetchError),
     #[error(transparent)]
     Cache(#[from] CacheError),
+    #[error(transparent)]
+    Net(#[from] NetError),
     #[error(transparent)]
     Lock(#[from] LockError),
     #[error(transparent)]

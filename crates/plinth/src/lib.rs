@@ -16,7 +16,9 @@
 //! Below the stages sit the formats they share, which never call a stage:
 //! [`debian`] (control files, versions, `.deb`s, copyright), [`tarfs`]
 //! (file-system entries and tar streams), [`layer`], [`oci`], [`sbom`],
-//! and [`support`] (atomic writes, digests, time, retries).
+//! and [`support`] (atomic writes, digests, time, retries). Every HTTP
+//! request, to a mirror or a registry, goes through [`net`]: the
+//! machine's trust and proxies, redirects, bounded bodies.
 //! `ARCHITECTURE.md` has the code map and the invariants; the import rules
 //! are checked by `tests/architecture.rs`.
 
@@ -30,6 +32,7 @@ pub mod error;
 pub mod layer;
 pub mod lock;
 pub mod lockfile;
+pub mod net;
 pub mod oci;
 pub mod project;
 pub mod publish;

@@ -18,6 +18,7 @@ use plinth::digests::TagSummary;
 use plinth::download::cache::Cache;
 use plinth::download::http::FetchOptions;
 use plinth::lock::{LockOptions, lock};
+use plinth::net::Environment;
 use plinth::oci::{self, Descriptor, ImageConfig, Index, Manifest};
 use plinth::support::retry::RetryPolicy;
 use plinth::tarfs::{Entry, EntryKind};
@@ -284,6 +285,7 @@ impl Fixture {
             offline: false,
             apt_dir: self.apt_dir.clone(),
             fetch: fetch_options(),
+            network: Environment::empty(),
             now: unix_time(DEFAULT_SIGNATURE_TIME + 86_400),
             allow_downgrade: false,
         };
@@ -305,6 +307,7 @@ impl Fixture {
             images: Vec::new(),
             source_date_epoch: None,
             fetch: fetch_options(),
+            network: Environment::empty(),
             apt_dir: self.apt_dir.clone(),
             apps: Vec::new(),
             app_target_dir: self.tmp.path().join("apps"),
@@ -711,6 +714,24 @@ fn refuses_a_package_whose_hash_differs_from_the_lock() {
     );
     // One retry, in case the mirror was caught mid-update.
     assert_eq!(fx.server.hits(&Fixture::request_path(&libc)), 2);
+}
+
+#[test]
+fn a_package_larger_than_the_lock_says_is_cut_off_and_not_fetched_again() {
+    let fx = Fixture::new();
+    let libc = fx.pool_entry("libc6", "amd64").clone();
+    let path = Fixture::request_path(&libc);
+    fx.server.endless(&path, usize::MAX);
+    fx.server.clear_requests();
+    let url = format!("{}{path}", fx.server.url());
+    assert_eq!(
+        fx.build_fails(&fx.options()),
+        format!(
+            "GET {url}: the body goes on past the {} bytes expected",
+            libc.size
+        )
+    );
+    assert_eq!(fx.server.hits(&path), 1);
 }
 
 #[test]

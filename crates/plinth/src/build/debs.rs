@@ -16,6 +16,7 @@ use crate::download::http::Fetcher;
 use crate::download::mirrors::Mirrors;
 use crate::error::{Error, Result};
 use crate::lockfile::{LockedPackage, Lockfile};
+use crate::net::{BodyLimit, Network};
 use crate::project::{Progress, Project};
 use crate::support::digest::{Sha256Hex, sha256_hex};
 
@@ -27,8 +28,8 @@ pub(super) struct Downloader<'a> {
     cache: &'a Cache,
     limits: Limits,
     mirrors: Mirrors,
-    fetcher: Fetcher,
-    offline: bool,
+    /// `None` offline: nothing is fetched, so no trust is loaded either.
+    fetcher: Option<Fetcher>,
 }
 
 impl<'a> Downloader<'a> {
@@ -37,8 +38,13 @@ impl<'a> Downloader<'a> {
             cache,
             limits: project.definitions.settings.limits,
             mirrors: Mirrors::resolve(&project.definitions.settings, &options.apt_dir)?,
-            fetcher: Fetcher::new(options.fetch.clone()),
-            offline: options.offline,
+            fetcher: match options.offline {
+                true => None,
+                false => Some(Fetcher::new(
+                    &Network::for_project(&options.network, project)?,
+                    options.fetch.clone(),
+                )),
+            },
         })
     }
 
@@ -76,12 +82,12 @@ impl<'a> Downloader<'a> {
         if let Some(bytes) = self.cache.get(&p.sha256) {
             return Ok(bytes);
         }
-        if self.offline {
+        let Some(fetcher) = &self.fetcher else {
             return Err(Error::Package {
                 package: p.filename.to_string(),
                 why: "not in the download cache, and --offline is set".into(),
             });
-        }
+        };
         let archive = lock
             .release
             .iter()
@@ -96,7 +102,7 @@ impl<'a> Downloader<'a> {
         // One retry on a hash mismatch: a mirror mid-update can serve a
         // stale file.
         for _ in 0..2 {
-            let bytes = self.fetcher.get(&url)?;
+            let bytes = fetcher.get(archive, &url, BodyLimit::Exactly(p.size))?;
             let sum = sha256_hex(&bytes);
             if p.sha256 == sum {
                 self.cache.put(&p.sha256, &bytes)?;

@@ -33,6 +33,7 @@ use crate::download::cache::Cache;
 use crate::download::http::FetchOptions;
 use crate::error::{Error, Result};
 use crate::lockfile::Lockfiles;
+use crate::net::Environment;
 use crate::project::{Progress, Project};
 use debs::Downloader;
 use layer_cache::LayerCache;
@@ -50,6 +51,9 @@ pub struct BuildOptions {
     /// `SOURCE_DATE_EPOCH`, overriding each lockfile's epoch.
     pub source_date_epoch: Option<u64>,
     pub fetch: FetchOptions,
+    /// The variables that decide trust and proxies (`SSL_CERT_FILE`,
+    /// `https_proxy`, ...) for downloads.
+    pub network: Environment,
     pub apt_dir: PathBuf,
     /// Application images to build on the golden ones (see
     /// [`crate::apps::discover`]).

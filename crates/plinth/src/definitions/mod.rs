@@ -64,6 +64,10 @@ pub struct Settings {
     /// Ceilings on the work reading packages and indices may do.
     #[serde(default)]
     pub limits: Limits,
+    /// CA files plinth trusts for its own HTTPS connections, on top of the
+    /// machine's; they never go into an image.
+    #[serde(default)]
+    pub connections: Connections,
     pub distribution: BTreeMap<Name, Distribution>,
 }
 
@@ -110,6 +114,76 @@ impl Limits {
         self.package
             .0
             .min(compressed.max(1).saturating_mul(self.ratio))
+    }
+}
+
+/// `[connections]`: the CAs plinth itself trusts when it connects to
+/// mirrors, registries and token realms (an internal PKI, a
+/// TLS-inspecting proxy), besides the machine's store. Not the CAs an
+/// image carries. Paths are relative to the repository.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Connections {
+    /// Trusted for every connection.
+    #[serde(default)]
+    pub ca_files: Vec<PathBuf>,
+    /// Trusted for one registry, by `HOST[:PORT]` as `--registry` names it.
+    #[serde(default)]
+    pub registry: BTreeMap<String, CaFiles>,
+    /// Trusted for the mirror of one archive (`debian`, `debian-security`).
+    #[serde(default)]
+    pub mirror: BTreeMap<String, CaFiles>,
+}
+
+/// The CA files of one registry or mirror.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct CaFiles {
+    pub ca_files: Vec<PathBuf>,
+}
+
+impl Connections {
+    /// Every list names files, every registry is a `HOST[:PORT]`, every
+    /// mirror an archive some suite lives in.
+    fn check(&self, archives: &BTreeSet<&str>) -> Result<(), String> {
+        let lists = std::iter::once(("[connections]".to_owned(), &self.ca_files))
+            .chain(
+                self.registry
+                    .iter()
+                    .map(|(h, f)| (format!("[connections.registry.{h:?}]"), &f.ca_files)),
+            )
+            .chain(
+                self.mirror
+                    .iter()
+                    .map(|(a, f)| (format!("[connections.mirror.{a:?}]"), &f.ca_files)),
+            );
+        for (table, files) in lists {
+            if files.iter().any(|f| f.as_os_str().is_empty()) {
+                return Err(format!("{table} ca-files names an empty path"));
+            }
+        }
+        for host in self.registry.keys() {
+            let (name, port) = host
+                .rsplit_once(':')
+                .map_or((host.as_str(), None), |(h, p)| (h, Some(p)));
+            let name_ok = !name.is_empty()
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-');
+            let port_ok = port.is_none_or(|p| p.parse::<u16>().is_ok_and(|p| p != 0));
+            if !name_ok || !port_ok {
+                return Err(format!(
+                    "[connections.registry.{host:?}]: not a registry HOST[:PORT] (no scheme, no path)"
+                ));
+            }
+        }
+        if let Some(archive) = self.mirror.keys().find(|a| !archives.contains(a.as_str())) {
+            return Err(format!(
+                "[connections.mirror.{archive:?}]: no suite lives in archive {archive:?} (known: {})",
+                archives.iter().copied().collect::<Vec<_>>().join(", ")
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -235,6 +309,15 @@ impl Definitions {
         if settings.architectures.is_empty() {
             return Err(invalid(&settings_path, "`architectures` is empty".into()));
         }
+        let archives: BTreeSet<&str> = settings
+            .distribution
+            .values()
+            .flat_map(|d| d.suites.iter().map(|s| s.archive.as_str()))
+            .collect();
+        settings
+            .connections
+            .check(&archives)
+            .map_err(|m| invalid(&settings_path, m))?;
         for (name, dist) in &settings.distribution {
             // Key files are read from `keys/`; a name with a slash could
             // make plinth trust a file from anywhere.

@@ -26,8 +26,9 @@ use sequoia_openpgp as openpgp;
 use crate::debian::control;
 use crate::definitions::Name;
 use crate::download::cache::{Cache, CacheError};
-use crate::download::http::{FetchError, Fetcher, redact};
+use crate::download::http::{FetchError, Fetcher, MAX_INRELEASE_BYTES};
 use crate::lockfile::LockedRelease;
+use crate::net::{BodyLimit, redact_url};
 use crate::support::digest::{Sha256Hex, sha256_hex};
 use crate::support::size::ByteSize;
 use crate::support::time::parse_rfc2822;
@@ -419,7 +420,7 @@ impl ArchiveClient<'_> {
         suite: &Name,
     ) -> Result<VerifiedSuite, ArchiveError> {
         let url = format!("{base_url}/dists/{suite}/InRelease");
-        let shown = redact(&url);
+        let shown = redact_url(&url);
         let cache_name = format!("InRelease-{archive}-{suite}");
         let bytes = if self.offline {
             self.cache
@@ -429,7 +430,8 @@ impl ArchiveClient<'_> {
                     what: "InRelease".into(),
                 })?
         } else {
-            self.fetcher.get(&url)?
+            self.fetcher
+                .get(archive, &url, BodyLimit::AtMost(MAX_INRELEASE_BYTES))?
         };
         let text = self.keyring.verify_clearsigned(&shown, &bytes, self.now)?;
         let release = Release::parse(&shown, &text)?;
@@ -532,7 +534,7 @@ impl ArchiveClient<'_> {
             return Ok(String::new());
         };
         let url_of = |p: &str| format!("{}/dists/{}/{p}", suite.base_url, suite.name);
-        let shown_of = |p: &str| redact(&url_of(p));
+        let shown_of = |p: &str| redact_url(&url_of(p));
         // Sizes come from the signed Release, but they still decide how
         // much is fetched and unpacked: no more than the ceiling.
         if plain_size > self.index_limit.0 {
@@ -561,6 +563,13 @@ impl ArchiveClient<'_> {
                     suite: suite.name.to_string(),
                     path: xz_path.clone(),
                 })?;
+        if xz_size > self.index_limit.0 {
+            return Err(ArchiveError::TooLarge {
+                url: shown_of(&xz_path),
+                size: xz_size,
+                limit: self.index_limit,
+            });
+        }
         let by_hash = suite
             .release
             .acquire_by_hash
@@ -570,22 +579,19 @@ impl ArchiveClient<'_> {
         let fetched = match &by_hash {
             Some(p) => self
                 .fetcher
-                .get_unless_missing(&url_of(p))?
+                .get_unless_missing(&suite.archive, &url_of(p), BodyLimit::Exactly(xz_size))?
                 .map(|b| (b, p.clone())),
             None => None,
         };
         let (compressed, path) = match fetched {
             Some(found) => found,
-            None => (self.fetcher.get(&url_of(&xz_path))?, xz_path.clone()),
+            None => {
+                let limit = BodyLimit::Exactly(xz_size);
+                let bytes = self.fetcher.get(&suite.archive, &url_of(&xz_path), limit)?;
+                (bytes, xz_path.clone())
+            }
         };
         let url = shown_of(&path);
-        if xz_size > self.index_limit.0 {
-            return Err(ArchiveError::TooLarge {
-                url,
-                size: xz_size,
-                limit: self.index_limit,
-            });
-        }
         check(
             &url,
             "size",

@@ -25,6 +25,7 @@ use crate::lockfile::LockfileError;
 use crate::lockfile::{
     FORMAT_VERSION, LockDiff, LockedImage, LockedLeftOut, LockedPackage, LockedRelease, Lockfile,
 };
+use crate::net::{Environment, NetError, Network};
 use crate::project::{Progress, Project};
 use crate::support::digest::Sha256Hex;
 use archive::{ArchiveClient, ArchiveError, Keyring, VerifiedSuite, key_paths};
@@ -42,6 +43,8 @@ pub enum LockError {
     Resolve(#[from] ResolveError),
     #[error(transparent)]
     Lockfile(#[from] LockfileError),
+    #[error(transparent)]
+    Net(#[from] NetError),
     #[error("unknown distribution {0}")]
     UnknownDistribution(String),
     /// Two images of one distribution resolve a package to two versions.
@@ -66,6 +69,9 @@ pub struct LockOptions {
     /// Where apt's configuration lives (`/etc/apt`).
     pub apt_dir: PathBuf,
     pub fetch: FetchOptions,
+    /// The variables that decide trust and proxies (`SSL_CERT_FILE`,
+    /// `https_proxy`, ...): the process's by default; tests give their own.
+    pub network: Environment,
     /// The time against which signatures, `Valid-Until` and a Release
     /// `Date` in the future are checked.
     pub now: SystemTime,
@@ -81,6 +87,7 @@ impl Default for LockOptions {
             offline: false,
             apt_dir: PathBuf::from("/etc/apt"),
             fetch: FetchOptions::default(),
+            network: Environment::from_process(),
             now: SystemTime::now(),
             allow_downgrade: false,
         }
@@ -106,7 +113,12 @@ pub fn lock(
     progress: &dyn Progress,
 ) -> Result<LockReport> {
     let mirrors = Mirrors::resolve(&project.definitions.settings, &options.apt_dir)?;
-    let fetcher = Fetcher::new(options.fetch.clone());
+    // Offline nothing connects: the settings' CA files are not needed.
+    let network = match options.offline {
+        true => Network::machine(&options.network),
+        false => Network::for_project(&options.network, project)?,
+    };
+    let fetcher = Fetcher::new(&network, options.fetch.clone());
     let mut report = LockReport::default();
     let mut outputs = Vec::new();
     for (dist, _) in project.definitions.distributions() {

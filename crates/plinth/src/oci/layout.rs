@@ -414,6 +414,33 @@ pub fn read_described(dir: &Path, desc: &Descriptor) -> Result<Vec<u8>> {
     Ok(bytes)
 }
 
+/// The path of the blob `desc` points at, after checking its size and
+/// digest by reading it in pieces: for callers that stream a large blob
+/// (an upload) rather than hold it in memory.
+pub fn described_blob_file(dir: &Path, desc: &Descriptor) -> Result<PathBuf> {
+    let path = dir
+        .join("blobs")
+        .join("sha256")
+        .join(digest_hex(&desc.digest)?);
+    let size = fs::metadata(&path).map_err(io_err("read", &path))?.len();
+    if size != desc.size {
+        return Err(OciError::SizeMismatch {
+            path,
+            expected: desc.size,
+            actual: size,
+        });
+    }
+    let actual = hash_file(&path)?;
+    if actual != desc.digest {
+        return Err(OciError::DigestMismatch {
+            path,
+            expected: desc.digest.clone(),
+            actual,
+        });
+    }
+    Ok(path)
+}
+
 /// The JSON blob `desc` points at, checked and parsed.
 pub fn read_json<T: DeserializeOwned>(dir: &Path, desc: &Descriptor) -> Result<T> {
     let bytes = read_described(dir, desc)?;

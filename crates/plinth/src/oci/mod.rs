@@ -17,7 +17,9 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 pub use blob::{Blob, descriptor_for, json_bytes};
-pub use layout::{LayoutWriter, read_blob, read_described, read_json, read_layout};
+pub use layout::{
+    LayoutWriter, described_blob_file, read_blob, read_described, read_json, read_layout,
+};
 pub use model::{
     ContainerConfig, Descriptor, Empty, History, ImageConfig, Index, Manifest, Platform, RootFs,
 };

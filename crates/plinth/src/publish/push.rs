@@ -171,13 +171,19 @@ impl Run<'_> {
             count(report, blob, mounted);
         } else {
             let from = self.holders.claim(&blob.digest);
-            let uploaded = oci::read_described(dir, blob)
+            // Checked, then streamed from the file: a layer never sits in
+            // memory whole.
+            let uploaded = oci::described_blob_file(dir, blob)
                 .map_err(layout_err)
-                .and_then(|bytes| {
+                .and_then(|path| {
                     let from = from.as_deref().filter(|r| *r != repository);
-                    Ok(self
-                        .client
-                        .upload_blob(repository, &blob.digest, &bytes, from)?)
+                    Ok(self.client.upload_blob_file(
+                        repository,
+                        &blob.digest,
+                        &path,
+                        blob.size,
+                        from,
+                    )?)
                 });
             match uploaded {
                 Ok(how) => {

@@ -1,13 +1,16 @@
 //! Authentication: the `WWW-Authenticate` challenge, and how the client
 //! answers a 401 (basic credentials, or a bearer token from the challenge's
 //! realm for the repository's scope).
+//!
+//! A realm is reached over https, or plain HTTP on loopback only; the
+//! basic credentials sent to it are bound to the realm's origin, so a
+//! realm that redirects elsewhere does not pass them on.
 
-use super::client::{Client, Reply, query_escape, transport_error};
+use super::client::{Client, MAX_JSON_BYTES, Reply, query_escape};
 use super::credentials::{Credentials, ENV_PASSWORD, ENV_USERNAME};
-use super::target::is_loopback;
 use super::{RegistryError, Result};
-use crate::download::http::redact;
-use std::io::Read;
+use crate::net::origin::check_url;
+use crate::net::{Authorization, BodyLimit, Exchange, PlainHttp, redact_url};
 
 // ---------------------------------------------------------------------------
 // Challenges
@@ -133,16 +136,13 @@ impl Client {
                 format!("{what}: bearer challenge without a realm"),
             )
         })?;
-        // Credentials go to the realm: plain HTTP only on loopback.
-        let plain_loopback = realm
-            .strip_prefix("http://")
-            .is_some_and(|rest| is_loopback(rest.split([':', '/']).next().unwrap_or_default()));
-        if !(realm.starts_with("https://") || plain_loopback) {
-            return Err(self.error(
+        // Credentials go to the realm: https, or plain HTTP on loopback.
+        let realm_origin = check_url(realm, PlainHttp::LoopbackOnly).map_err(|why| {
+            self.error(
                 repository,
-                format!("{what}: refusing token realm {}", redact(realm)),
-            ));
-        }
+                format!("{what}: refusing token realm {}: {why}", redact_url(realm)),
+            )
+        })?;
         let mut query = Vec::new();
         if let Some(service) = challenge.param("service") {
             query.push(format!("service={}", query_escape(service)));
@@ -154,20 +154,20 @@ impl Client {
         query.push(format!("scope={}", query_escape(&scope)));
         let sep = if realm.contains('?') { '&' } else { '?' };
         let url = format!("{realm}{sep}{}", query.join("&"));
-        tracing::debug!("GET {} (token)", redact(realm));
-        let mut request = ureq::http::Request::builder().method("GET").uri(&url);
-        if let Some(c) = &self.credentials {
-            request = request.header("Authorization", c.basic_header());
-        }
-        let request = request
-            .body(())
-            .map_err(|_| self.error(repository, format!("{what}: bad token realm")))?;
+        tracing::debug!("GET {} (token)", redact_url(realm));
+        let basic = self.credentials.as_ref().map(Credentials::basic_header);
         let fail = |why: String| self.error(repository, format!("{what}: token request: {why}"));
-        let response = self
-            .agent
-            .run(request)
-            .map_err(|e| fail(transport_error(e)))?;
-        let status = response.status().as_u16();
+        let answer = self
+            .transport
+            .call(Exchange {
+                authorization: basic.as_deref().map(|value| Authorization {
+                    value,
+                    origin: &realm_origin,
+                }),
+                ..Exchange::get(&url)
+            })
+            .map_err(|e| fail(e.to_string()))?;
+        let status = answer.status();
         if status == 401 || status == 403 {
             return Err(self.unauthorized(repository, what));
         }
@@ -179,11 +179,8 @@ impl Client {
             token: Option<String>,
             access_token: Option<String>,
         }
-        let mut body = Vec::new();
-        response
-            .into_body()
-            .into_reader()
-            .read_to_end(&mut body)
+        let body = answer
+            .read_body(BodyLimit::AtMost(MAX_JSON_BYTES))
             .map_err(|e| fail(e.to_string()))?;
         let parsed: TokenReply =
             serde_json::from_slice(&body).map_err(|_| fail("not a token response".into()))?;

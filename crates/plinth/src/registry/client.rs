@@ -1,17 +1,27 @@
-//! The client proper: one registry, its connections and authentication
+//! The client proper: one registry, its transport and authentication
 //! state, retries, and the individual operations (blob and manifest
 //! existence, uploads, manifest pushes and reads, the referrers probe).
+//!
+//! Every request goes through [`crate::net`]: the registry's
+//! `Authorization` is bound to its origin (scheme, host, port), so a
+//! redirect to object storage or an upload `Location` on another host gets
+//! none; plain HTTP only to loopback, after every `Location` too; replies
+//! are read up to [`MAX_JSON_BYTES`].
 
 use super::credentials::Credentials;
 use super::target::Target;
 use super::{RegistryError, Result};
-use crate::download::http::redact;
+use crate::net::origin::{check_url, resolve};
+use crate::net::{
+    Authorization, BodyLimit, Environment, Exchange, NetError, Origin, Payload, PlainHttp,
+    Transport, TransportOptions, redact_url,
+};
 use crate::oci::{MEDIA_TYPE_IMAGE_INDEX, MEDIA_TYPE_IMAGE_MANIFEST};
 use crate::support::digest::sha256_digest;
 use crate::support::retry::{Attempt, RetryPolicy};
 use std::collections::HashMap;
 use std::fmt;
-use std::io::Read;
+use std::path::Path;
 use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
@@ -20,6 +30,13 @@ const ACCEPT_MANIFESTS: &str = "application/vnd.oci.image.index.v1+json, \
     application/vnd.oci.image.manifest.v1+json, \
     application/vnd.docker.distribution.manifest.list.v2+json, \
     application/vnd.docker.distribution.manifest.v2+json";
+
+/// The most a registry's JSON answer (a manifest, an index, a token) may
+/// be: the distribution spec lets registries refuse manifests above 4 MiB.
+pub const MAX_JSON_BYTES: u64 = 4 << 20;
+
+/// How much of an error answer is kept for the message.
+const ERROR_BODY_BYTES: u64 = 64 << 10;
 
 // ---------------------------------------------------------------------------
 // The client
@@ -66,6 +83,9 @@ pub(super) struct Reply {
     pub(super) status: u16,
     pub(super) headers: ureq::http::HeaderMap,
     pub(super) body: Vec<u8>,
+    /// The URL that answered, after redirects: a relative `Location`
+    /// resolves against it.
+    pub(super) url: String,
 }
 
 impl Reply {
@@ -117,7 +137,9 @@ pub(super) struct AuthState {
 /// One registry, with its authentication state. Safe to share between
 /// threads.
 pub struct Client {
-    pub(super) agent: ureq::Agent,
+    pub(super) transport: Transport,
+    /// Where the registry's credentials and tokens may go.
+    pub(super) origin: Origin,
     pub(super) target: Target,
     pub(super) credentials: Option<Credentials>,
     pub(super) options: ClientOptions,
@@ -134,20 +156,64 @@ impl fmt::Debug for Client {
     }
 }
 
+/// What an upload sends: bytes at hand, or a file read as it goes.
+#[derive(Clone, Copy)]
+enum BlobSource<'a> {
+    Bytes(&'a [u8]),
+    File { path: &'a Path, size: u64 },
+}
+
+impl BlobSource<'_> {
+    fn size(&self) -> u64 {
+        match self {
+            BlobSource::Bytes(b) => b.len() as u64,
+            BlobSource::File { size, .. } => *size,
+        }
+    }
+
+    /// `len` bytes from `offset`.
+    fn part(&self, offset: u64, len: u64) -> Payload<'_> {
+        match *self {
+            BlobSource::Bytes(b) => {
+                let start = usize::try_from(offset).unwrap_or(b.len()).min(b.len());
+                let end = usize::try_from(offset + len)
+                    .unwrap_or(b.len())
+                    .min(b.len());
+                Payload::Bytes(&b[start..end])
+            }
+            BlobSource::File { path, .. } => Payload::File { path, offset, len },
+        }
+    }
+}
+
 impl Client {
+    /// A client for `target` that trusts what the machine trusts and uses
+    /// the proxies of the process environment.
     pub fn new(target: Target, credentials: Option<Credentials>, options: ClientOptions) -> Self {
-        let config = ureq::Agent::config_builder()
-            .timeout_connect(Some(options.connect_timeout))
-            .timeout_recv_response(Some(options.read_timeout))
-            .timeout_recv_body(Some(options.read_timeout))
-            .timeout_send_body(Some(options.read_timeout))
-            .http_status_as_error(false)
-            // A redirect would carry the Authorization header elsewhere.
-            .max_redirects(0)
-            .user_agent(concat!("plinth/", env!("CARGO_PKG_VERSION")))
-            .build();
+        let transport =
+            Transport::from_env(&Environment::from_process(), TransportOptions::default());
+        Self::with_transport(target, credentials, options, &transport)
+    }
+
+    /// A client for `target` through `transport` (for the registry's own
+    /// trust: [`crate::net::Network::registry`]), with the timeouts of
+    /// `options`.
+    pub fn with_transport(
+        target: Target,
+        credentials: Option<Credentials>,
+        options: ClientOptions,
+        transport: &Transport,
+    ) -> Self {
+        let transport = transport.with_options(TransportOptions {
+            connect_timeout: options.connect_timeout,
+            read_timeout: options.read_timeout,
+            body_timeout: options.read_timeout,
+            plain_http: PlainHttp::LoopbackOnly,
+            ..TransportOptions::default()
+        });
         Client {
-            agent: config.into(),
+            transport,
+            origin: target.origin(),
             target,
             credentials,
             options,
@@ -188,7 +254,7 @@ impl Client {
     /// `GET /v2/`: reachability and credentials, before any work.
     pub fn ping(&self) -> Result<()> {
         let url = format!("{}/v2/", self.target.base_url());
-        let reply = self.request("GET", &url, "", &[], &[], "checking the API")?;
+        let reply = self.request("GET", &url, "", &[], Payload::None, "checking the API")?;
         match reply.status {
             200 => Ok(()),
             _ => Err(RegistryError {
@@ -203,7 +269,7 @@ impl Client {
     pub fn blob_exists(&self, repository: &str, digest: &str) -> Result<bool> {
         let url = self.url(repository, &format!("blobs/{digest}"));
         let what = format!("checking blob {digest}");
-        let reply = self.request("HEAD", &url, repository, &[], &[], &what)?;
+        let reply = self.request("HEAD", &url, repository, &[], Payload::None, &what)?;
         match reply.status {
             200 => Ok(true),
             404 => Ok(false),
@@ -221,38 +287,71 @@ impl Client {
         bytes: &[u8],
         mount_from: Option<&str>,
     ) -> Result<Upload> {
+        self.upload(repository, digest, BlobSource::Bytes(bytes), mount_from)
+    }
+
+    /// Like [`upload_blob`](Self::upload_blob), with the content read from
+    /// the file at `path` (of `size` bytes, whose digest the caller has
+    /// checked) as it is sent, never whole in memory.
+    pub fn upload_blob_file(
+        &self,
+        repository: &str,
+        digest: &str,
+        path: &Path,
+        size: u64,
+        mount_from: Option<&str>,
+    ) -> Result<Upload> {
+        self.upload(
+            repository,
+            digest,
+            BlobSource::File { path, size },
+            mount_from,
+        )
+    }
+
+    fn upload(
+        &self,
+        repository: &str,
+        digest: &str,
+        blob: BlobSource<'_>,
+        mount_from: Option<&str>,
+    ) -> Result<Upload> {
         let what = format!("uploading blob {digest}");
         let query = match mount_from {
             Some(from) => format!("?mount={digest}&from={}", query_escape(from)),
             None => String::new(),
         };
         let url = self.url(repository, &format!("blobs/uploads/{query}"));
-        let reply = self.request("POST", &url, repository, &[], &[], &what)?;
+        let reply = self.request("POST", &url, repository, &[], Payload::None, &what)?;
         match reply.status {
             201 if mount_from.is_some() => return Ok(Upload::Mounted),
             202 => {}
             _ => return Err(self.error(repository, format!("{what}: {}", reply.reason()))),
         }
         let mut location = self.location(repository, &reply, &what)?;
-        let chunked = bytes.len() as u64 > self.options.chunk_threshold;
+        let size = blob.size();
+        let chunked = size > self.options.chunk_threshold;
         let last = if chunked {
-            let chunk = usize::try_from(self.options.chunk_size.max(1)).unwrap_or(usize::MAX);
-            for (i, part) in bytes.chunks(chunk).enumerate() {
-                let start = i * chunk;
-                let range = format!("{start}-{}", start + part.len() - 1);
+            let chunk = self.options.chunk_size.max(1);
+            let mut start = 0;
+            while start < size {
+                let len = chunk.min(size - start);
+                let range = format!("{start}-{}", start + len - 1);
                 let headers = [
                     ("Content-Type", "application/octet-stream"),
                     ("Content-Range", range.as_str()),
                 ];
+                let part = blob.part(start, len);
                 let reply = self.request("PATCH", &location, repository, &headers, part, &what)?;
                 if reply.status != 202 {
                     return Err(self.error(repository, format!("{what}: {}", reply.reason())));
                 }
                 location = self.location(repository, &reply, &what)?;
+                start += len;
             }
-            &[][..]
+            Payload::None
         } else {
-            bytes
+            blob.part(0, size)
         };
         let sep = if location.contains('?') { '&' } else { '?' };
         let url = format!("{location}{sep}digest={digest}");
@@ -268,16 +367,30 @@ impl Client {
         })
     }
 
-    /// The upload session's `Location`, made absolute.
+    /// The upload session's `Location`, resolved against the URL that
+    /// answered. It may be on another host (object storage): that host
+    /// gets the upload but never the registry's credentials, and only
+    /// over https unless it is loopback.
     fn location(&self, repository: &str, reply: &Reply, what: &str) -> Result<String> {
         let location = reply.header("location").ok_or_else(|| {
             self.error(repository, format!("{what}: the registry sent no Location"))
         })?;
-        Ok(if location.starts_with('/') {
-            format!("{}{location}", self.target.base_url())
-        } else {
-            location.to_owned()
-        })
+        let url = resolve(&reply.url, location.trim()).map_err(|why| {
+            self.error(
+                repository,
+                format!("{what}: upload Location {}: {why}", redact_url(location)),
+            )
+        })?;
+        check_url(&url, PlainHttp::LoopbackOnly).map_err(|why| {
+            self.error(
+                repository,
+                format!(
+                    "{what}: refusing upload Location {}: {why}",
+                    redact_url(&url)
+                ),
+            )
+        })?;
+        Ok(url)
     }
 
     /// The digest `reference` (a tag or digest) resolves to in
@@ -286,7 +399,7 @@ impl Client {
         let url = self.url(repository, &format!("manifests/{reference}"));
         let what = format!("checking manifest {reference}");
         let headers = [("Accept", ACCEPT_MANIFESTS)];
-        let reply = self.request("HEAD", &url, repository, &headers, &[], &what)?;
+        let reply = self.request("HEAD", &url, repository, &headers, Payload::None, &what)?;
         match reply.status {
             200 => match reply.header("docker-content-digest") {
                 Some(d) => Ok(Some(d.to_owned())),
@@ -309,7 +422,7 @@ impl Client {
         let url = self.url(repository, &format!("manifests/{reference}"));
         let what = format!("reading manifest {reference}");
         let headers = [("Accept", ACCEPT_MANIFESTS)];
-        let reply = self.request("GET", &url, repository, &headers, &[], &what)?;
+        let reply = self.request("GET", &url, repository, &headers, Payload::None, &what)?;
         match reply.status {
             200 => {
                 let media_type = reply.header("content-type").unwrap_or_default().to_owned();
@@ -333,7 +446,14 @@ impl Client {
         let url = self.url(repository, &format!("manifests/{reference}"));
         let what = format!("pushing manifest {reference}");
         let headers = [("Content-Type", media_type)];
-        let reply = self.request("PUT", &url, repository, &headers, bytes, &what)?;
+        let reply = self.request(
+            "PUT",
+            &url,
+            repository,
+            &headers,
+            Payload::Bytes(bytes),
+            &what,
+        )?;
         if reply.status != 201 {
             return Err(self.error(repository, format!("{what}: {}", reply.reason())));
         }
@@ -357,7 +477,14 @@ impl Client {
         }
         let url = self.url(repository, &format!("referrers/{digest}"));
         let headers = [("Accept", MEDIA_TYPE_IMAGE_INDEX)];
-        let reply = self.request("GET", &url, repository, &headers, &[], "probing referrers")?;
+        let reply = self.request(
+            "GET",
+            &url,
+            repository,
+            &headers,
+            Payload::None,
+            "probing referrers",
+        )?;
         let is_index =
             reply.status == 200 && serde_json::from_slice::<crate::oci::Index>(&reply.body).is_ok();
         tracing::debug!("registry {}: referrers API: {is_index}", self.target.host);
@@ -384,13 +511,13 @@ impl Client {
         url: &str,
         repository: &str,
         headers: &[(&str, &str)],
-        body: &[u8],
+        payload: Payload<'_>,
         what: &str,
     ) -> Result<Reply> {
-        let mut reply = self.with_retries(method, url, repository, headers, body, what)?;
+        let mut reply = self.with_retries(method, url, repository, headers, payload, what)?;
         if reply.status == 401 {
             self.authenticate(repository, &reply, what)?;
-            reply = self.with_retries(method, url, repository, headers, body, what)?;
+            reply = self.with_retries(method, url, repository, headers, payload, what)?;
             if reply.status == 401 {
                 return Err(self.unauthorized(repository, what));
             }
@@ -404,15 +531,16 @@ impl Client {
         url: &str,
         repository: &str,
         headers: &[(&str, &str)],
-        body: &[u8],
+        payload: Payload<'_>,
         what: &str,
     ) -> Result<Reply> {
-        let label = format!("{method} {}", redact(url));
+        let label = format!("{method} {}", redact_url(url));
         let outcome = self.options.retry.run(&label, || {
-            match self.send(method, url, repository, headers, body) {
+            match self.send(method, url, repository, headers, payload) {
                 Ok(reply) if reply.status < 500 => Attempt::Done(reply),
                 Ok(reply) => Attempt::Transient(reply.reason()),
-                Err(why) => Attempt::Transient(why),
+                Err(e) if e.is_transient() => Attempt::Transient(e.to_string()),
+                Err(e) => Attempt::Final(e.to_string()),
             }
         });
         outcome.map_err(|failure| RegistryError {
@@ -422,54 +550,54 @@ impl Client {
         })
     }
 
-    /// One exchange; `Err` is a transport failure, described without the
-    /// URL's query (upload state) or any header.
+    /// One exchange and its redirects, with the registry's
+    /// `Authorization` for the registry's origin only. `Err` is a
+    /// transport failure, in words without query or credentials.
     fn send(
         &self,
         method: &str,
         url: &str,
         repository: &str,
         headers: &[(&str, &str)],
-        body: &[u8],
-    ) -> std::result::Result<Reply, String> {
-        tracing::debug!("{method} {}", redact(url.split('?').next().unwrap_or(url)));
-        let mut request = ureq::http::Request::builder().method(method).uri(url);
-        for (k, v) in headers {
-            request = request.header(*k, *v);
-        }
-        if let Some(auth) = self.authorization(repository) {
-            request = request.header("Authorization", auth);
-        }
-        let request = request
-            .body(body)
-            .map_err(|_| format!("cannot form a {method} request"))?;
-        let response = self.agent.run(request).map_err(transport_error)?;
-        let status = response.status().as_u16();
-        let (parts, body) = response.into_parts();
-        let mut bytes = Vec::new();
-        if method != "HEAD" {
-            body.into_reader()
-                .read_to_end(&mut bytes)
-                .map_err(|e| format!("reading the response: {e}"))?;
-        }
-        Ok(Reply {
-            status,
-            headers: parts.headers,
-            body: bytes,
-        })
+        payload: Payload<'_>,
+    ) -> std::result::Result<Reply, NetError> {
+        let authorization = self.authorization(repository);
+        let answer = self.transport.call(Exchange {
+            method,
+            url,
+            headers,
+            authorization: authorization.as_deref().map(|value| Authorization {
+                value,
+                origin: &self.origin,
+            }),
+            payload,
+        })?;
+        read_reply(method, answer)
     }
 }
 
-/// A transport error in words, without any URL (ureq's messages can hold
-/// one, and upload URLs carry session state).
-pub(super) fn transport_error(e: ureq::Error) -> String {
-    match e {
-        ureq::Error::Io(io) => io.to_string(),
-        ureq::Error::Timeout(t) => format!("timed out ({t})"),
-        ureq::Error::HostNotFound => "host not found".into(),
-        ureq::Error::ConnectionFailed => "connection failed".into(),
-        other => redact(&other.to_string()),
-    }
+/// The answer read whole: up to [`MAX_JSON_BYTES`] of a success (a larger
+/// one is an error), the start of a failure's body for its message.
+pub(super) fn read_reply(
+    method: &str,
+    answer: crate::net::Followed,
+) -> std::result::Result<Reply, NetError> {
+    let status = answer.status();
+    let headers = answer.response.headers().clone();
+    let url = answer.url.clone();
+    let body = if method == "HEAD" {
+        Vec::new()
+    } else if (200..300).contains(&status) {
+        answer.read_body(BodyLimit::AtMost(MAX_JSON_BYTES))?
+    } else {
+        answer.body_prefix(ERROR_BODY_BYTES)
+    };
+    Ok(Reply {
+        status,
+        headers,
+        body,
+        url,
+    })
 }
 
 /// Percent-encodes a query value (scopes hold ':' and ',').

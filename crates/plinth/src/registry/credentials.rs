@@ -3,10 +3,10 @@
 //! helpers, `credsStore`, `auths`). A credential never reaches a log line,
 //! an error or `Debug` output.
 
-use super::{RegistryError, Result};
+use super::{RegistryError, Result, dockerhub};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
@@ -145,7 +145,8 @@ fn credential_helper(
         .map_err(|e| fail(format!("running {}: {e}", path.display())))?;
     if let Some(mut stdin) = child.stdin.take() {
         // A helper that exits without reading is judged by its status.
-        let _ = stdin.write_all(host.as_bytes());
+        // Docker asks about Docker Hub by its legacy key, not its name.
+        let _ = stdin.write_all(dockerhub::auth_key(host).as_bytes());
     }
     let out = child
         .wait_with_output()
@@ -184,15 +185,17 @@ fn config_error(host: &str, path: &Path, what: &str) -> RegistryError {
 /// What a Docker config holds for `host`, in Docker's order: a
 /// `credHelpers` entry for the host, else the `credsStore`, else the
 /// `auths` entry (keys may carry a scheme or a path, as `docker login`
-/// writes them). Errors never quote the file's content.
+/// writes them; Docker Hub's aliases are one registry). The first match
+/// in key order wins, so that the answer does not depend on hash order.
+/// Errors never quote the file's content.
 fn docker_config_credentials(text: &[u8], host: &str) -> std::result::Result<FromConfig, String> {
     #[derive(serde::Deserialize)]
     #[serde(rename_all = "camelCase")]
     struct Config {
         #[serde(default)]
-        auths: HashMap<String, Entry>,
+        auths: BTreeMap<String, Entry>,
         #[serde(default)]
-        cred_helpers: HashMap<String, String>,
+        cred_helpers: BTreeMap<String, String>,
         #[serde(default)]
         creds_store: Option<String>,
     }
@@ -209,10 +212,7 @@ fn docker_config_credentials(text: &[u8], host: &str) -> std::result::Result<Fro
             e.column()
         )
     })?;
-    let matches = |key: &str| {
-        let key = key.split_once("://").map_or(key, |(_, rest)| rest);
-        key.split('/').next().unwrap_or_default() == host
-    };
+    let matches = |key: &str| dockerhub::config_key_matches(key, host);
     if let Some((_, helper)) = config.cred_helpers.iter().find(|(k, _)| matches(k)) {
         return Ok(FromConfig::Helper(helper.clone()));
     }

@@ -10,7 +10,9 @@
 //! [`crate::publish`]'s business.
 //!
 //! [`target`] parses where to push, [`credentials`] finds the login,
-//! [`auth`] answers challenges, and [`client`] speaks the API.
+//! [`auth`] answers challenges, [`client`] speaks the API through
+//! [`crate::net`], and [`dockerhub`] holds Docker Hub's names (the only
+//! registry host plinth knows by name).
 //!
 //! Credentials, tokens and `Authorization` headers never reach a log line
 //! or an error message: errors name the registry, the repository and what
@@ -19,10 +21,11 @@
 mod auth;
 mod client;
 mod credentials;
+pub mod dockerhub;
 mod target;
 
 pub use auth::Challenge;
-pub use client::{Client, ClientOptions, Upload, manifest_media_type};
+pub use client::{Client, ClientOptions, MAX_JSON_BYTES, Upload, manifest_media_type};
 pub use credentials::{Credentials, ENV_PASSWORD, ENV_USERNAME};
 pub use target::Target;
 

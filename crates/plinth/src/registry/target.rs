@@ -1,8 +1,10 @@
 //! Where images go: a registry host and a repository prefix
-//! (`HOST[:PORT]/PREFIX`), parsed strictly, and whether plain HTTP may be
-//! spoken to it (loopback only).
+//! (`HOST[:PORT]/PREFIX`), parsed strictly, whether plain HTTP may be
+//! spoken to it (loopback only), and the origin its credentials are bound
+//! to. Docker Hub's names are [`super::dockerhub`]'s business.
 
-use super::{RegistryError, Result};
+use super::{RegistryError, Result, dockerhub};
+use crate::net::origin::{Origin, Scheme, is_loopback_host};
 use std::fmt;
 
 // ---------------------------------------------------------------------------
@@ -11,7 +13,9 @@ use std::fmt;
 /// Where to publish: a registry host and a repository prefix.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Target {
-    /// `host` or `host:port`.
+    /// `host` or `host:port` as the registry is named (one name for all of
+    /// Docker Hub's aliases, see [`dockerhub::canonical`]);
+    /// [`api_host`](Self::api_host) is where requests go.
     pub host: String,
     /// Repository path prefix without slashes at either end; may be empty.
     pub prefix: String,
@@ -67,31 +71,61 @@ impl Target {
                 "{prefix:?} is not a repository prefix (lower-case path components of a-z, 0-9, '.', '_', '-')"
             )));
         }
-        if insecure && !is_loopback(host) {
+        if insecure && !is_loopback_host(host) {
             return Err(bad(format!(
                 "--insecure (plain HTTP) is for loopback registries only, not {host}"
             )));
         }
+        let host = match port {
+            None => dockerhub::canonical(host).to_ascii_lowercase(),
+            Some(_) => authority.to_ascii_lowercase(),
+        };
         Ok(Target {
-            host: authority.to_owned(),
+            host,
             prefix: prefix.to_owned(),
             insecure,
         })
     }
 
-    /// `http(s)://host[:port]`.
-    pub fn base_url(&self) -> String {
-        let scheme = if self.insecure { "http" } else { "https" };
-        format!("{scheme}://{}", self.host)
+    /// Where API requests go: the host itself, or Docker Hub's API host.
+    pub fn api_host(&self) -> &str {
+        dockerhub::api_host(&self.host)
     }
 
-    /// The registry's repository name for an image repository.
+    /// `http(s)://host[:port]` of the API.
+    pub fn base_url(&self) -> String {
+        let scheme = if self.insecure { "http" } else { "https" };
+        format!("{scheme}://{}", self.api_host())
+    }
+
+    /// The origin the registry's credentials are bound to.
+    pub fn origin(&self) -> Origin {
+        let scheme = if self.insecure {
+            Scheme::Http
+        } else {
+            Scheme::Https
+        };
+        let (host, port) = match self.api_host().rsplit_once(':') {
+            // Checked when parsed.
+            Some((h, p)) => (h, p.parse().unwrap_or(scheme.default_port())),
+            None => (self.api_host(), scheme.default_port()),
+        };
+        Origin {
+            scheme,
+            host: host.to_owned(),
+            port,
+        }
+    }
+
+    /// The registry's repository name for an image repository
+    /// (`library/NAME` for a one-component name on Docker Hub).
     pub fn repository(&self, name: &str) -> String {
-        if self.prefix.is_empty() {
+        let path = if self.prefix.is_empty() {
             name.to_owned()
         } else {
             format!("{}/{name}", self.prefix)
-        }
+        };
+        dockerhub::repository(&self.host, &path)
     }
 }
 
@@ -113,15 +147,4 @@ fn valid_path_component(c: &str) -> bool {
         && c.bytes().all(|b| {
             b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'_' | b'-')
         })
-}
-
-/// Whether `host` (without a port) names this machine: `localhost` or a
-/// loopback address. A name that merely starts like one
-/// (`127.example.org`) is not.
-pub(super) fn is_loopback(host: &str) -> bool {
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    host.eq_ignore_ascii_case("localhost")
-        || host
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback())
 }

@@ -1,5 +1,7 @@
 //! Tests of target parsing, challenges, Docker config, credential helpers,
-//! redaction and the bearer flow against a loopback token server.
+//! redaction and the bearer flow against a loopback token server, and of
+//! where credentials go: redirects and upload `Location`s on other
+//! origins, against scripted loopback servers.
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
@@ -472,24 +474,294 @@ fn uploads_mounts_and_manifests_against_docker_registry() {
 }
 
 #[test]
-fn only_loopback_addresses_are_loopback() {
-    use super::target::is_loopback;
-    for host in ["localhost", "127.0.0.1", "127.1.2.3", "[::1]", "::1"] {
-        assert!(is_loopback(host), "{host}");
-    }
-    for host in [
-        "127.example.org",
-        "127.0.0.1.example.org",
-        "localhost.example.org",
-        "10.0.0.1",
-        "",
-    ] {
-        assert!(!is_loopback(host), "{host}");
-    }
+fn only_loopback_registries_may_be_insecure() {
     let err = Target::parse("127.example.org:5000/golden", true).unwrap_err();
     assert!(
         err.to_string()
             .contains("--insecure (plain HTTP) is for loopback registries only"),
         "{err}"
     );
+}
+
+// ---------------------------------------------------------------------------
+// Credentials bound to the registry's origin, redirects, bounded replies
+
+/// A request as a scripted server saw it.
+#[derive(Debug, Clone)]
+struct Seen {
+    method: String,
+    target: String,
+    authorization: Option<String>,
+    /// `Content-Length`, or `chunked` for `Transfer-Encoding: chunked`.
+    framing: Option<String>,
+}
+
+/// What a scripted server answers: a whole response, or a `200` head
+/// followed by a body that never ends.
+enum Answer {
+    Whole(String),
+    Endless,
+}
+
+/// A loopback server answering each request as `script` says, one request
+/// per connection, recording every request.
+struct Scripted {
+    port: u16,
+    seen: Arc<Mutex<Vec<Seen>>>,
+}
+
+impl Scripted {
+    fn start(script: impl Fn(&Seen) -> Answer + Send + Sync + 'static) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let log = Arc::clone(&seen);
+        let script = Arc::new(script);
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let (log, script) = (Arc::clone(&log), Arc::clone(&script));
+                std::thread::spawn(move || {
+                    let mut reader = BufReader::new(stream.try_clone().unwrap());
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                        return;
+                    }
+                    let mut parts = line.split_whitespace();
+                    let method = parts.next().unwrap_or("").to_owned();
+                    let target = parts.next().unwrap_or("").to_owned();
+                    let (mut authorization, mut length, mut framing) = (None, 0usize, None);
+                    loop {
+                        let mut h = String::new();
+                        if reader.read_line(&mut h).unwrap_or(0) == 0 || h.trim().is_empty() {
+                            break;
+                        }
+                        if let Some((k, v)) = h.split_once(':') {
+                            match k.trim().to_ascii_lowercase().as_str() {
+                                "authorization" => authorization = Some(v.trim().to_owned()),
+                                "content-length" => {
+                                    length = v.trim().parse().unwrap_or(0);
+                                    framing = Some(v.trim().to_owned());
+                                }
+                                "transfer-encoding" => framing = Some(v.trim().to_owned()),
+                                _ => {}
+                            }
+                        }
+                    }
+                    let mut body = vec![0; length];
+                    let _ = std::io::Read::read_exact(&mut reader, &mut body);
+                    let request = Seen {
+                        method,
+                        target,
+                        authorization,
+                        framing,
+                    };
+                    log.lock().unwrap().push(request.clone());
+                    let mut stream = stream;
+                    match script(&request) {
+                        Answer::Whole(text) => {
+                            let _ = stream.write_all(text.as_bytes());
+                        }
+                        Answer::Endless => {
+                            let _ = stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Type: application/vnd.oci.image.index.v1+json\r\nConnection: close\r\n\r\n");
+                            let chunk = vec![b' '; 64 << 10];
+                            while stream.write_all(&chunk).is_ok() {}
+                        }
+                    }
+                });
+            }
+        });
+        Scripted { port, seen }
+    }
+
+    fn seen(&self) -> Vec<Seen> {
+        self.seen.lock().unwrap().clone()
+    }
+}
+
+fn reply(status: &str, headers: &str) -> Answer {
+    Answer::Whole(format!(
+        "HTTP/1.1 {status}\r\n{headers}Content-Length: 0\r\nConnection: close\r\n\r\n"
+    ))
+}
+
+const BASIC_ALICE: &str = "Basic YWxpY2U6cHctNWVjcmV0"; // alice:pw-5ecret
+
+/// A registry door: basic credentials first, then `route`.
+fn registry(route: impl Fn(&Seen) -> Answer + Send + Sync + 'static) -> Scripted {
+    Scripted::start(move |r| {
+        if r.authorization.as_deref() != Some(BASIC_ALICE) {
+            return reply(
+                "401 Unauthorized",
+                "WWW-Authenticate: Basic realm=\"t\"\r\n",
+            );
+        }
+        route(r)
+    })
+}
+
+fn client_for(port: u16, options: ClientOptions) -> Client {
+    Client::with_transport(
+        Target::parse(&format!("127.0.0.1:{port}/t"), true).unwrap(),
+        Some(Credentials::new("alice", "pw-5ecret", "the environment")),
+        options,
+        &crate::net::Transport::from_env(
+            &crate::net::Environment::empty(),
+            crate::net::TransportOptions::default(),
+        ),
+    )
+}
+
+fn quick() -> ClientOptions {
+    ClientOptions {
+        retry: RetryPolicy {
+            attempts: 2,
+            first_backoff: Duration::from_millis(1),
+        },
+        ..ClientOptions::default()
+    }
+}
+
+#[test]
+fn an_upload_location_on_another_origin_gets_the_upload_but_no_credentials() {
+    let storage = Scripted::start(|r| match r.method.as_str() {
+        "PATCH" => reply("202 Accepted", "Location: /upload/2?state=after-patch\r\n"),
+        "PUT" => reply("201 Created", ""),
+        _ => reply("405 Method Not Allowed", ""),
+    });
+    let storage_port = storage.port;
+    let front = registry(move |r| match r.method.as_str() {
+        "POST" => reply(
+            "202 Accepted",
+            &format!("Location: http://127.0.0.1:{storage_port}/upload/1?state=s3cr3t-state\r\n"),
+        ),
+        _ => reply("404 Not Found", ""),
+    });
+    let digest = sha256_digest(b"small");
+    let client = client_for(front.port, quick());
+    assert_eq!(
+        client.upload_blob("t/a", &digest, b"small", None).unwrap(),
+        Upload::Monolithic
+    );
+    // Chunked: the PATCH answers a relative Location, on the storage too.
+    let chunked = client_for(
+        front.port,
+        ClientOptions {
+            chunk_threshold: 4,
+            chunk_size: 4,
+            ..quick()
+        },
+    );
+    assert_eq!(
+        chunked.upload_blob("t/a", &digest, b"small", None).unwrap(),
+        Upload::Chunked
+    );
+
+    let at_storage = storage.seen();
+    let targets: Vec<String> = at_storage
+        .iter()
+        .map(|r| format!("{} {}", r.method, r.target))
+        .collect();
+    assert_eq!(
+        targets,
+        [
+            format!("PUT /upload/1?state=s3cr3t-state&digest={digest}"),
+            "PATCH /upload/1?state=s3cr3t-state".to_owned(),
+            "PATCH /upload/2?state=after-patch".to_owned(),
+            format!("PUT /upload/2?state=after-patch&digest={digest}"),
+        ]
+    );
+    assert!(
+        at_storage.iter().all(|r| r.authorization.is_none()),
+        "{at_storage:?}"
+    );
+    // The registry itself got them.
+    assert!(
+        front
+            .seen()
+            .iter()
+            .any(|r| r.method == "POST" && r.authorization.as_deref() == Some(BASIC_ALICE))
+    );
+    // A bodiless POST says so with a length, not as an empty chunked body
+    // (which a proxy or front that only knows lengths would wait on).
+    let posts: Vec<_> = front
+        .seen()
+        .into_iter()
+        .filter(|r| r.method == "POST")
+        .collect();
+    assert!(!posts.is_empty());
+    assert!(
+        posts.iter().all(|r| r.framing.as_deref() == Some("0")),
+        "{posts:?}"
+    );
+}
+
+#[test]
+fn an_upload_location_over_plain_http_to_another_host_is_refused() {
+    let front = registry(|_| {
+        reply(
+            "202 Accepted",
+            "Location: http://storage.example:9000/upload?sig=SECRET\r\n",
+        )
+    });
+    let client = client_for(front.port, quick());
+    let err = client
+        .upload_blob("t/a", &sha256_digest(b"x"), b"x", None)
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        err,
+        format!(
+            "registry 127.0.0.1:{}/t/a: uploading blob {}: refusing upload Location http://storage.example:9000/upload: plain HTTP is allowed to loopback hosts only (localhost, 127.0.0.0/8, ::1); use https",
+            front.port,
+            sha256_digest(b"x")
+        )
+    );
+}
+
+#[test]
+fn blob_reads_follow_redirects_to_storage_without_credentials_and_not_forever() {
+    let storage = Scripted::start(|_| reply("200 OK", ""));
+    let storage_port = storage.port;
+    let front = registry(move |r| {
+        if r.target.ends_with("/loop") || r.target.contains("sha256:0000") {
+            reply("307 Temporary Redirect", "Location: /v2/t/a/blobs/loop\r\n")
+        } else {
+            reply(
+                "307 Temporary Redirect",
+                &format!("Location: http://127.0.0.1:{storage_port}/blob?X-Signature=1\r\n"),
+            )
+        }
+    });
+    let client = client_for(front.port, quick());
+    assert!(client.blob_exists("t/a", &sha256_digest(b"x")).unwrap());
+    let at_storage = storage.seen();
+    assert_eq!(at_storage.len(), 1);
+    assert_eq!(at_storage[0].method, "HEAD");
+    assert_eq!(at_storage[0].authorization, None);
+
+    let looping = format!("sha256:{}", "0".repeat(64));
+    let err = client.blob_exists("t/a", &looping).unwrap_err().to_string();
+    assert!(err.ends_with(": more than 5 redirects"), "{err}");
+    // Not retried: a loop stays a loop.
+    assert!(!err.contains("attempts"), "{err}");
+}
+
+#[test]
+fn an_endless_registry_reply_is_cut_off_and_not_asked_again() {
+    let front = registry(|r| match r.method.as_str() {
+        "GET" => Answer::Endless,
+        _ => reply("404 Not Found", ""),
+    });
+    let client = client_for(front.port, quick());
+    let err = client.get_manifest("t/a", "v1").unwrap_err().to_string();
+    assert_eq!(
+        err,
+        format!(
+            "registry 127.0.0.1:{}/t/a: reading manifest v1: the body goes on past 4194304 bytes, the most allowed",
+            front.port
+        )
+    );
+    let gets = front.seen().iter().filter(|r| r.method == "GET").count();
+    // One unauthenticated try, one with credentials; no retry.
+    assert_eq!(gets, 2);
 }

@@ -1,4 +1,6 @@
-//! Error text: every error plinth reports is one line.
+//! Error text: every error plinth reports is one line, and text that
+//! came from outside (a server's certificate names, a header) is made
+//! printable before it joins a message.
 
 /// Folds a multi-line message (TOML errors come with a source excerpt)
 /// into one line: its first line and its last line of substance.
@@ -18,13 +20,27 @@ pub fn one_line(message: &str) -> String {
     }
 }
 
-/// At most 80 characters of an untrusted value, for an error message: a
-/// hostile value must not turn one line into a megabyte.
-pub fn shown(text: &str) -> String {
-    match text.char_indices().nth(80) {
-        Some((i, _)) => format!("{}...", &text[..i]),
-        None => text.to_owned(),
+/// Text from an untrusted source as one printable line of at most `max`
+/// characters: control characters (a newline in a certificate name sent
+/// by a hostile server, an escape sequence) become `?`, and a longer text
+/// is cut and ends in `...`.
+pub fn printable(text: &str, max: usize) -> String {
+    let mut out = String::with_capacity(text.len().min(max + 3));
+    for (i, c) in text.chars().enumerate() {
+        if i == max {
+            out.push_str("...");
+            break;
+        }
+        out.push(if c.is_control() { '?' } else { c });
     }
+    out
+}
+
+/// At most 80 printable characters of an untrusted value, for an error
+/// message: a hostile value must not turn one line into a megabyte, or
+/// into several lines.
+pub fn shown(text: &str) -> String {
+    printable(text, 80)
 }
 
 /// The impls every checked string type shares: made only by its
@@ -121,3 +137,21 @@ macro_rules! checked_string {
     };
 }
 pub(crate) use checked_string;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn printable_replaces_controls_and_cuts() {
+        assert_eq!(printable("a\nb\tc\u{1b}[2J", 20), "a?b?c?[2J");
+        assert_eq!(printable("ééééé", 3), "ééé...");
+        assert_eq!(printable("", 3), "");
+    }
+
+    #[test]
+    fn one_line_keeps_first_and_last_lines_of_substance() {
+        assert_eq!(one_line("a\n  | x\n  ^\nb"), "a b");
+        assert_eq!(one_line("only"), "only");
+    }
+}
