@@ -533,3 +533,50 @@ fn parse_toml<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, Definiti
         message: one_line(&e.to_string()),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn connections(text: &str) -> Connections {
+        toml::from_str(text).unwrap()
+    }
+
+    #[test]
+    fn connections_name_files_registries_and_known_archives() {
+        let archives = BTreeSet::from(["debian", "debian-security"]);
+        let ok = connections(
+            "ca-files = [\"corp.pem\"]\n\
+             [registry.\"harbor.corp.example:8443\"]\nca-files = [\"h.pem\"]\n\
+             [mirror.debian-security]\nca-files = [\"m.pem\"]\n",
+        );
+        assert_eq!(ok.check(&archives), Ok(()));
+        for (text, why) in [
+            (
+                "ca-files = [\"\"]",
+                "[connections] ca-files names an empty path",
+            ),
+            (
+                "[registry.\"https://harbor.corp.example\"]\nca-files = []",
+                "not a registry HOST[:PORT]",
+            ),
+            (
+                "[registry.\"r.example:0\"]\nca-files = []",
+                "not a registry HOST[:PORT]",
+            ),
+            (
+                "[registry.\"r.example/x\"]\nca-files = []",
+                "not a registry HOST[:PORT]",
+            ),
+            (
+                "[mirror.ubuntu]\nca-files = []",
+                "no suite lives in archive \"ubuntu\" (known: debian, debian-security)",
+            ),
+        ] {
+            let err = connections(text).check(&archives).unwrap_err();
+            assert!(err.contains(why), "{text}: {err}");
+        }
+        // A misspelt key is refused by the parser, not ignored.
+        assert!(toml::from_str::<Connections>("ca-file = [\"x.pem\"]").is_err());
+    }
+}
