@@ -16,6 +16,7 @@
 //! Below the stages sit the formats they share, which never call a stage:
 //! [`debian`] (control files, versions, `.deb`s, copyright), [`tarfs`]
 //! (file-system entries and tar streams), [`layer`], [`oci`], [`sbom`],
+//! [`sign`] (keys, cosign signatures, attestations, sigstore bundles)
 //! and [`support`] (atomic writes, digests, time, retries).
 //! `ARCHITECTURE.md` has the code map and the invariants; the import rules
 //! are checked by `tests/architecture.rs`.
@@ -36,6 +37,7 @@ pub mod publish;
 pub mod registry;
 pub mod rootfs;
 pub mod sbom;
+pub mod sign;
 pub mod support;
 pub mod tarfs;
 pub mod verify;

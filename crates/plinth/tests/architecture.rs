@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 /// The formats every stage shares. They never call a stage: they may use
 /// each other (in this order of dependence) and the read-only definitions.
 const FORMATS: &[&str] = &[
-    "support", "tarfs", "debian", "layer", "rootfs", "oci", "sbom",
+    "support", "tarfs", "debian", "layer", "rootfs", "oci", "sbom", "sign",
 ];
 
 /// What each top-level module may import besides itself; anything else is
@@ -27,6 +27,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("rootfs", &["support", "tarfs", "definitions"]),
     ("oci", &["support"]),
     ("sbom", &["support", "debian"]),
+    ("sign", &["support", "oci"]),
     ("lockfile", &["support", "definitions"]),
     ("project", &["definitions", "lockfile"]),
     ("download", &["support", "definitions", "debian"]),
@@ -63,6 +64,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "lock",
             "apps",
             "registry",
+            "sign",
         ],
     ),
     ("digests", &["support", "error"]),
