@@ -35,6 +35,9 @@ pub struct ClientOptions {
     /// Blobs larger than this go up in chunks.
     pub chunk_threshold: u64,
     pub chunk_size: u64,
+    /// The largest response body read: what comes from a registry is
+    /// bounded (plinth reads manifests, indexes and signature blobs only).
+    pub max_response: u64,
 }
 
 impl Default for ClientOptions {
@@ -48,6 +51,7 @@ impl Default for ClientOptions {
             },
             chunk_threshold: 16 << 20,
             chunk_size: 8 << 20,
+            max_response: 64 << 20,
         }
     }
 }
@@ -349,6 +353,45 @@ impl Client {
         Ok(reply.header("oci-subject").is_some())
     }
 
+    /// The content of blob `digest` in `repository`, checked against the
+    /// digest; `None` if the registry does not have it.
+    pub fn get_blob(&self, repository: &str, digest: &str) -> Result<Option<Vec<u8>>> {
+        let what = format!("reading blob {digest}");
+        check_digest(digest).map_err(|why| self.error(repository, format!("{what}: {why}")))?;
+        let url = self.url(repository, &format!("blobs/{digest}"));
+        let reply = self.request("GET", &url, repository, &[], &[], &what)?;
+        match reply.status {
+            200 if sha256_digest(&reply.body) == digest => Ok(Some(reply.body)),
+            200 => Err(self.error(
+                repository,
+                format!("{what}: the registry served content with another digest"),
+            )),
+            404 => Ok(None),
+            _ => Err(self.error(repository, format!("{what}: {}", reply.reason()))),
+        }
+    }
+
+    /// The referrers of `digest` as the referrers API lists them, or `None`
+    /// where the registry does not serve the API (then the tag schema
+    /// fallback, `sha256-<hex>`, is where they are listed).
+    pub fn referrers(&self, repository: &str, digest: &str) -> Result<Option<crate::oci::Index>> {
+        let what = format!("listing the referrers of {digest}");
+        check_digest(digest).map_err(|why| self.error(repository, format!("{what}: {why}")))?;
+        if !self.referrers_api(repository, digest)? {
+            return Ok(None);
+        }
+        let url = self.url(repository, &format!("referrers/{digest}"));
+        let headers = [("Accept", MEDIA_TYPE_IMAGE_INDEX)];
+        let reply = self.request("GET", &url, repository, &headers, &[], &what)?;
+        match reply.status {
+            200 => serde_json::from_slice(&reply.body)
+                .map(Some)
+                .map_err(|e| self.error(repository, format!("{what}: not an image index: {e}"))),
+            404 => Ok(None),
+            _ => Err(self.error(repository, format!("{what}: {}", reply.reason()))),
+        }
+    }
+
     /// Whether the registry serves the referrers API, asked once per
     /// client: a `200` with an image index says yes, anything else no.
     pub fn referrers_api(&self, repository: &str, digest: &str) -> Result<bool> {
@@ -448,9 +491,14 @@ impl Client {
         let (parts, body) = response.into_parts();
         let mut bytes = Vec::new();
         if method != "HEAD" {
+            let limit = self.options.max_response;
             body.into_reader()
+                .take(limit.saturating_add(1))
                 .read_to_end(&mut bytes)
                 .map_err(|e| format!("reading the response: {e}"))?;
+            if bytes.len() as u64 > limit {
+                return Err(format!("the response is larger than {limit} bytes"));
+            }
         }
         Ok(Reply {
             status,
@@ -469,6 +517,15 @@ pub(super) fn transport_error(e: ureq::Error) -> String {
         ureq::Error::HostNotFound => "host not found".into(),
         ureq::Error::ConnectionFailed => "connection failed".into(),
         other => redact(&other.to_string()),
+    }
+}
+
+/// A digest that goes into a URL path: `sha256:` and 64 lowercase hex
+/// digits, nothing that could change the path or add a query.
+fn check_digest(digest: &str) -> std::result::Result<(), String> {
+    match digest.strip_prefix("sha256:") {
+        Some(hex) if crate::support::digest::is_lower_hex(hex, 64) => Ok(()),
+        _ => Err(format!("{digest:?} is not a sha256 digest")),
     }
 }
 
