@@ -17,6 +17,7 @@ use crate::download::http::FetchError;
 use crate::download::mirrors::MirrorError;
 use crate::lock::LockError;
 use crate::lockfile::LockfileError;
+use crate::provenance::ProvenanceError;
 use crate::registry::RegistryError;
 use crate::sign::{KeyError, SignError};
 
@@ -49,6 +50,8 @@ pub enum Error {
     Key(#[from] KeyError),
     #[error(transparent)]
     Sign(#[from] SignError),
+    #[error(transparent)]
+    Provenance(#[from] ProvenanceError),
     #[error("{path}: {source}")]
     Io {
         path: PathBuf,

@@ -11,7 +11,10 @@
 //!    every digest ([`digests`]); application images ([`apps`]) on top.
 //! 3. [`verify`]: rebuild from scratch and compare with the record.
 //! 4. [`publish`]: push the layouts, as built, through a [`registry`]
-//!    client.
+//!    client; with a key, signed and attested ([`sign`], [`provenance`]).
+//! 5. [`published`]: what a consumer checks before building on a
+//!    published image: digests as recorded, signatures and attestations
+//!    by the platform team's key.
 //!
 //! Below the stages sit the formats they share, which never call a stage:
 //! [`debian`] (control files, versions, `.deb`s, copyright), [`tarfs`]
@@ -33,7 +36,9 @@ pub mod lock;
 pub mod lockfile;
 pub mod oci;
 pub mod project;
+pub mod provenance;
 pub mod publish;
+pub mod published;
 pub mod registry;
 pub mod rootfs;
 pub mod sbom;

@@ -65,9 +65,21 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "apps",
             "registry",
             "sign",
+            "provenance",
         ],
     ),
     ("digests", &["support", "error"]),
+    (
+        "provenance",
+        &[
+            "support",
+            "definitions",
+            "lockfile",
+            "project",
+            "apps",
+            "sign",
+        ],
+    ),
     (
         "build",
         &[
@@ -95,7 +107,29 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ),
     (
         "publish",
-        &["support", "oci", "project", "registry", "error", "digests"],
+        &[
+            "support",
+            "oci",
+            "project",
+            "registry",
+            "error",
+            "digests",
+            "sign",
+            "provenance",
+        ],
+    ),
+    (
+        "published",
+        &[
+            "support",
+            "oci",
+            "project",
+            "registry",
+            "error",
+            "digests",
+            "sign",
+            "provenance",
+        ],
     ),
 ];
 
@@ -105,13 +139,24 @@ const NEVER: &[(&[&str], &[&str], &str)] = &[
     (
         FORMATS,
         &[
-            "lock", "lockfile", "download", "build", "verify", "publish", "registry", "apps",
-            "digests", "error", "project",
+            "lock",
+            "lockfile",
+            "download",
+            "build",
+            "verify",
+            "publish",
+            "registry",
+            "apps",
+            "digests",
+            "error",
+            "project",
+            "provenance",
+            "published",
         ],
         "a format module never imports a stage",
     ),
     (
-        &["build", "verify", "publish"],
+        &["build", "verify", "publish", "published"],
         &["lock"],
         "nothing after the lock reads archive indices or resolves",
     ),

@@ -32,6 +32,10 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 use zeroize::Zeroizing;
 
+/// Where front ends read the password of an encrypted key from (else they
+/// ask on the terminal).
+pub const PASSWORD_ENV: &str = "PLINTH_SIGNING_PASSWORD";
+
 /// Key files are a few hundred bytes; anything much larger is not one, and
 /// reading it whole would only let a hostile path exhaust memory.
 const MAX_KEY_FILE: u64 = 64 * 1024;

@@ -79,7 +79,7 @@ impl SignError {
     /// How much a failure says about the image: a document signed by the
     /// key for another image beats a malformed one, which beats a document
     /// of another key. Used to report the most telling of several.
-    fn weight(&self) -> u8 {
+    pub fn weight(&self) -> u8 {
         match self {
             Self::WrongSubject { .. } => 3,
             Self::BadSignature(_) => 1,
@@ -89,7 +89,7 @@ impl SignError {
     }
 
     /// The most telling of `errors` ([`Self::weight`]), or `none` if empty.
-    fn most_telling(errors: Vec<SignError>, none: impl FnOnce() -> SignError) -> SignError {
+    pub fn most_telling(errors: Vec<SignError>, none: impl FnOnce() -> SignError) -> SignError {
         errors
             .into_iter()
             .rev()

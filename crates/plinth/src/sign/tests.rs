@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 
+use super::SignError;
 use super::bundle::{self, BUNDLE_V03_MEDIA_TYPE};
 use super::dsse::{Envelope, IN_TOTO_PAYLOAD_TYPE, pae};
 use super::image::{self, Existing, Merge};
@@ -16,7 +17,6 @@ use super::key::{
     parse_signing_key, write_new_key_pair,
 };
 use super::simple_signing::{self, SIGNATURE_ANNOTATION};
-use super::{KeyFile, SignError};
 use crate::oci::Descriptor;
 use crate::support::digest::sha256_digest;
 
