@@ -4,6 +4,7 @@
 mod bench;
 mod progress;
 mod publish;
+mod signing;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -63,12 +64,18 @@ enum Command {
         #[arg(long, value_name = "ARCH")]
         skip_app_arch: Vec<String>,
     },
-    /// Rebuild everything from scratch in a fresh directory and compare with lockfiles/digests.toml.
+    /// Rebuild everything from scratch in a fresh directory and compare with
+    /// lockfiles/digests.toml; with --published, check a registry instead:
+    /// digests as recorded, signed and attested by --key.
     Verify {
         /// Layouts to explain differences against, file by file (default: target/images if present).
-        #[arg(long, value_name = "DIR")]
+        #[arg(long, value_name = "DIR", conflicts_with = "registry")]
         against: Option<PathBuf>,
+        #[command(flatten)]
+        published: signing::PublishedArgs,
     },
+    /// Create a signing key pair for `publish --sign`.
+    Keygen(signing::KeygenArgs),
     /// Push the built images, their tags and SBOMs to an OCI registry, exactly as built.
     Publish(publish::PublishArgs),
     /// Benchmarks from a warm cache, each beside a floor measured in the same run.
@@ -164,7 +171,11 @@ fn run(cli: Cli) -> Result<()> {
                 );
             }
         }
-        Command::Verify { against } => {
+        Command::Verify { published, .. } if published.registry.is_some() => {
+            signing::verify_published(&root, published)?;
+        }
+        Command::Keygen(args) => signing::keygen(args)?,
+        Command::Verify { against, .. } => {
             let project = Project::open(&root)?;
             let cache = Cache::from_env()?;
             let scratch = tempfile::tempdir().context("creating a scratch directory")?;
@@ -212,16 +223,9 @@ fn build_options(
     out: Option<PathBuf>,
     offline: bool,
 ) -> Result<plinth::build::BuildOptions> {
-    // The cargo that runs this xtask builds the applications too.
-    let cargo = std::env::var_os("CARGO").map_or_else(|| PathBuf::from("cargo"), PathBuf::from);
+    let cargo = cargo();
     let apps = plinth::apps::discover(root, &cargo, &project.definitions)?;
-    let source_date_epoch = match std::env::var("SOURCE_DATE_EPOCH") {
-        Ok(v) if !v.is_empty() => Some(
-            v.parse()
-                .with_context(|| format!("SOURCE_DATE_EPOCH={v:?} is not a number of seconds"))?,
-        ),
-        _ => None,
-    };
+    let source_date_epoch = source_date_epoch()?;
     Ok(plinth::build::BuildOptions {
         out_dir: out.unwrap_or_else(|| plinth::default_out_dir(root)),
         layer_cache: Some(root.join("target/plinth-layers")),
@@ -236,6 +240,23 @@ fn build_options(
         cargo,
         skip_app_architectures: Vec::new(),
     })
+}
+
+/// The cargo that runs this xtask; it builds the applications too.
+fn cargo() -> PathBuf {
+    std::env::var_os("CARGO").map_or_else(|| PathBuf::from("cargo"), PathBuf::from)
+}
+
+/// `SOURCE_DATE_EPOCH`, if set.
+fn source_date_epoch() -> Result<Option<u64>> {
+    match std::env::var("SOURCE_DATE_EPOCH") {
+        Ok(v) if !v.is_empty() => {
+            Ok(Some(v.parse().with_context(|| {
+                format!("SOURCE_DATE_EPOCH={v:?} is not a number of seconds")
+            })?))
+        }
+        _ => Ok(None),
+    }
 }
 
 fn print_summary(tags: &[plinth::digests::TagSummary]) {

@@ -32,6 +32,11 @@ pub struct PublishArgs {
     /// Where the OCI layouts are (default target/images).
     #[arg(long, value_name = "DIR")]
     out: Option<PathBuf>,
+    /// Sign every pushed index and manifest with this key (ECDSA P-256 PEM,
+    /// or cosign's encrypted key with PLINTH_SIGNING_PASSWORD), and attest
+    /// its SBOMs and SLSA provenance.
+    #[arg(long, value_name = "KEY")]
+    sign: Option<PathBuf>,
 }
 
 pub fn run(root: &Path, args: PublishArgs) -> Result<()> {
@@ -50,8 +55,29 @@ pub fn run(root: &Path, args: PublishArgs) -> Result<()> {
         tags: args.tags,
         dry_run: args.dry_run,
     };
-    let report =
-        plinth::publish::publish(&client, &recorded, &options, &crate::progress::Bars::new())?;
+    // The key first: a refused key or password fails before any work.
+    let key = args
+        .sign
+        .as_deref()
+        .map(crate::signing::signing_key)
+        .transpose()?;
+    let project;
+    let apps;
+    let signer = match key {
+        Some(key) => {
+            project = plinth::Project::open(root)?;
+            apps = plinth::apps::discover(root, &crate::cargo(), &project.definitions)?;
+            Some(crate::signing::signer(&project, &apps, key)?)
+        }
+        None => None,
+    };
+    let report = plinth::publish::publish(
+        &client,
+        &recorded,
+        &options,
+        signer.as_ref(),
+        &crate::progress::Bars::new(),
+    )?;
     print_report(&report);
     Ok(())
 }
@@ -122,11 +148,11 @@ pub fn bench(root: &Path) -> Result<()> {
     let target = Target::parse(&format!("{}/golden", registry.host()), true)?;
     let client = Client::new(target, None, ClientOptions::default());
     let start = Instant::now();
-    let cold = plinth::publish::publish(&client, &recorded, &options, &plinth::Silent)
+    let cold = plinth::publish::publish(&client, &recorded, &options, None, &plinth::Silent)
         .context("publish (run `cargo xtask images` first)")?;
     let cold_time = start.elapsed();
     let start = Instant::now();
-    let again = plinth::publish::publish(&client, &recorded, &options, &plinth::Silent)?;
+    let again = plinth::publish::publish(&client, &recorded, &options, None, &plinth::Silent)?;
     let again_time = start.elapsed();
     drop(registry);
 

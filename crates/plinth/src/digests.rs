@@ -3,7 +3,7 @@
 //! digests. `cargo xtask images` rewrites it; `verify` rebuilds and
 //! compares with it, so a change to image bytes shows up in git.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
@@ -99,6 +99,63 @@ impl RecordedDigests {
         })
     }
 
+    /// The recorded tags chosen by image repositories (`static-debian13`)
+    /// or images (`static`: every distribution) and by tags, by
+    /// repository; all when both are empty. A name or tag the record
+    /// does not know is a usage error naming what it knows.
+    pub fn select(
+        &self,
+        images: &[String],
+        tags: &[String],
+    ) -> Result<BTreeMap<&str, Vec<&TagSummary>>> {
+        let recorded = self;
+        if recorded.image.is_empty() {
+            return Err(Error::Usage(
+                "lockfiles/digests.toml records no images; run `cargo xtask images` first".into(),
+            ));
+        }
+        let repos: BTreeSet<&str> = recorded
+            .image
+            .iter()
+            .map(|t| t.repository.as_str())
+            .collect();
+        let known_tags: BTreeSet<&str> = recorded.image.iter().map(|t| t.tag.as_str()).collect();
+        for name in images {
+            if !repos.iter().any(|r| names_repository(name, r)) {
+                return Err(Error::Usage(format!(
+                    "no image {name:?} in lockfiles/digests.toml (known: {})",
+                    repos.iter().copied().collect::<Vec<_>>().join(", ")
+                )));
+            }
+        }
+        for tag in tags {
+            if !known_tags.contains(tag.as_str()) {
+                return Err(Error::Usage(format!(
+                    "no tag {tag:?} in lockfiles/digests.toml (known: {})",
+                    known_tags.iter().copied().collect::<Vec<_>>().join(", ")
+                )));
+            }
+        }
+        let mut out: BTreeMap<&str, Vec<&TagSummary>> = BTreeMap::new();
+        for t in &recorded.image {
+            let image_ok = images.is_empty()
+                || images.iter().any(|n| {
+                    // A recorded repository's own name selects it alone:
+                    // `hello-server` is not `hello-server-cc`.
+                    if repos.contains(n.as_str()) {
+                        n == &t.repository
+                    } else {
+                        names_repository(n, &t.repository)
+                    }
+                });
+            let tag_ok = tags.is_empty() || tags.contains(&t.tag);
+            if image_ok && tag_ok {
+                out.entry(t.repository.as_str()).or_default().push(t);
+            }
+        }
+        Ok(out)
+    }
+
     /// Every difference between the record and a fresh build, one line
     /// each, naming repository, tag, architecture and what differs.
     pub fn differences(&self, fresh: &[TagSummary]) -> Vec<String> {
@@ -158,6 +215,16 @@ impl RecordedDigests {
     }
 }
 
+/// `static` names `static-debian13` and `static-debian12`, not
+/// `static-nossl-debian13`: distributions carry no `-`.
+fn names_repository(name: &str, repository: &str) -> bool {
+    repository == name
+        || repository
+            .strip_prefix(name)
+            .and_then(|rest| rest.strip_prefix('-'))
+            .is_some_and(|dist| !dist.is_empty() && !dist.contains('-'))
+}
+
 /// One line per `(what, recorded, rebuilt)` digest pair that differs.
 fn compare<const N: usize>(
     out: &mut Vec<String>,
@@ -193,6 +260,28 @@ mod tests {
                 size: 1,
             }],
         }
+    }
+
+    #[test]
+    fn a_repository_name_selects_that_repository_alone() {
+        let mut recorded = RecordedDigests::default();
+        recorded.merge(&[
+            tag("hello-server", "latest", "x"),
+            tag("hello-server-cc", "latest", "x"),
+            tag("static-debian13", "latest", "x"),
+            tag("static-debian12", "latest", "x"),
+        ]);
+        let chosen = |images: &[&str]| {
+            let images: Vec<String> = images.iter().map(|s| s.to_string()).collect();
+            let selected = recorded.select(&images, &[]).unwrap();
+            selected.keys().map(|k| k.to_string()).collect::<Vec<_>>()
+        };
+        assert_eq!(chosen(&["hello-server"]), ["hello-server"]);
+        assert_eq!(
+            chosen(&["hello-server-cc", "static-debian13"]),
+            ["hello-server-cc", "static-debian13"]
+        );
+        assert_eq!(chosen(&["static"]), ["static-debian12", "static-debian13"]);
     }
 
     #[test]

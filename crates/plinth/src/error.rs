@@ -18,7 +18,9 @@ use crate::download::mirrors::MirrorError;
 use crate::lock::LockError;
 use crate::lockfile::LockfileError;
 use crate::net::NetError;
+use crate::provenance::ProvenanceError;
 use crate::registry::RegistryError;
+use crate::sign::{KeyError, SignError};
 
 /// Everything that can go wrong in the library. Each variant's message is
 /// one line that names the file, package, URL or path concerned.
@@ -47,6 +49,12 @@ pub enum Error {
     Refused(Box<Refusal>),
     #[error(transparent)]
     Registry(#[from] RegistryError),
+    #[error(transparent)]
+    Key(#[from] KeyError),
+    #[error(transparent)]
+    Sign(#[from] SignError),
+    #[error(transparent)]
+    Provenance(#[from] ProvenanceError),
     #[error("{path}: {source}")]
     Io {
         path: PathBuf,

@@ -11,11 +11,15 @@
 //!    every digest ([`digests`]); application images ([`apps`]) on top.
 //! 3. [`verify`]: rebuild from scratch and compare with the record.
 //! 4. [`publish`]: push the layouts, as built, through a [`registry`]
-//!    client.
+//!    client; with a key, signed and attested ([`sign`], [`provenance`]).
+//! 5. [`published`]: what a consumer checks before building on a
+//!    published image: digests as recorded, signatures and attestations
+//!    by the platform team's key.
 //!
 //! Below the stages sit the formats they share, which never call a stage:
 //! [`debian`] (control files, versions, `.deb`s, copyright), [`tarfs`]
 //! (file-system entries and tar streams), [`layer`], [`oci`], [`sbom`],
+//! [`sign`] (keys, cosign signatures, attestations, sigstore bundles)
 //! and [`support`] (atomic writes, digests, time, retries). Every HTTP
 //! request, to a mirror or a registry, goes through [`net`]: the
 //! machine's trust and proxies, redirects, bounded bodies.
@@ -35,10 +39,13 @@ pub mod lockfile;
 pub mod net;
 pub mod oci;
 pub mod project;
+pub mod provenance;
 pub mod publish;
+pub mod published;
 pub mod registry;
 pub mod rootfs;
 pub mod sbom;
+pub mod sign;
 pub mod support;
 pub mod tarfs;
 pub mod verify;

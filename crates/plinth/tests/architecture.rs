@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 /// The formats every stage shares. They never call a stage: they may use
 /// each other (in this order of dependence) and the read-only definitions.
 const FORMATS: &[&str] = &[
-    "support", "tarfs", "debian", "layer", "rootfs", "oci", "sbom",
+    "support", "tarfs", "debian", "layer", "rootfs", "oci", "sbom", "sign",
 ];
 
 /// What each top-level module may import besides itself; anything else is
@@ -27,6 +27,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("rootfs", &["support", "tarfs", "debian", "definitions"]),
     ("oci", &["support"]),
     ("sbom", &["support", "debian"]),
+    ("sign", &["support", "oci"]),
     ("lockfile", &["support", "definitions", "debian"]),
     ("project", &["definitions", "lockfile"]),
     ("net", &["support", "definitions", "project"]),
@@ -66,9 +67,22 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "apps",
             "registry",
             "net",
+            "sign",
+            "provenance",
         ],
     ),
     ("digests", &["support", "error"]),
+    (
+        "provenance",
+        &[
+            "support",
+            "definitions",
+            "lockfile",
+            "project",
+            "apps",
+            "sign",
+        ],
+    ),
     (
         "build",
         &[
@@ -97,7 +111,29 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ),
     (
         "publish",
-        &["support", "oci", "project", "registry", "error", "digests"],
+        &[
+            "support",
+            "oci",
+            "project",
+            "registry",
+            "error",
+            "digests",
+            "sign",
+            "provenance",
+        ],
+    ),
+    (
+        "published",
+        &[
+            "support",
+            "oci",
+            "project",
+            "registry",
+            "error",
+            "digests",
+            "sign",
+            "provenance",
+        ],
     ),
 ];
 
@@ -107,13 +143,25 @@ const NEVER: &[(&[&str], &[&str], &str)] = &[
     (
         FORMATS,
         &[
-            "lock", "lockfile", "download", "net", "build", "verify", "publish", "registry",
-            "apps", "digests", "error", "project",
+            "lock",
+            "lockfile",
+            "download",
+            "net",
+            "build",
+            "verify",
+            "publish",
+            "registry",
+            "apps",
+            "digests",
+            "error",
+            "project",
+            "provenance",
+            "published",
         ],
         "a format module never imports a stage",
     ),
     (
-        &["build", "verify", "publish"],
+        &["build", "verify", "publish", "published"],
         &["lock"],
         "nothing after the lock reads archive indices or resolves",
     ),

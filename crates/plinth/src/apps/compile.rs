@@ -119,6 +119,21 @@ pub fn toolchain(cargo: &Path, arch: &str) -> Result<Toolchain, String> {
     })
 }
 
+/// The toolchain's version line, `rustc 1.95.0 (59807616e 2026-04-14)`:
+/// the first line of `rustc -vV` of the rustc beside `cargo`.
+pub fn rustc_version(cargo: &Path) -> Result<String, String> {
+    let rustc = rustc_beside(cargo);
+    std::process::Command::new(&rustc)
+        .arg("-vV")
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|v| v.lines().next().map(|l| l.trim().to_owned()))
+        .filter(|l| l.starts_with("rustc "))
+        .ok_or_else(|| format!("cannot run {} -vV", rustc.display()))
+}
+
 fn rustc_beside(cargo: &Path) -> PathBuf {
     if let Some(rustc) = std::env::var_os("RUSTC") {
         return rustc.into();

@@ -15,6 +15,9 @@
 
 mod plan;
 mod push;
+mod signatures;
+
+pub use signatures::Signer;
 
 use std::collections::HashSet;
 
@@ -28,7 +31,7 @@ use crate::error::Result;
 use crate::project::Progress;
 
 use crate::registry::Client;
-use plan::{RepoPlan, select};
+use plan::RepoPlan;
 use push::{Holders, Run, verify_tags};
 
 /// What to publish.
@@ -106,13 +109,17 @@ impl PublishReport {
 /// tags, skipping whatever the registry already has, then reads every tag
 /// back and checks its digest. Nothing is sent before every selected
 /// layout has been checked against `recorded`.
+///
+/// With a `signer`, every index and per-architecture manifest is signed and
+/// attested (see [`Signer`]) before its tag is pushed.
 pub fn publish(
     client: &Client,
     recorded: &RecordedDigests,
     options: &PublishOptions,
+    signer: Option<&Signer<'_>>,
     progress: &dyn Progress,
 ) -> Result<PublishReport> {
-    let selected = select(recorded, &options.images, &options.tags)?;
+    let selected = recorded.select(&options.images, &options.tags)?;
     let plans = selected
         .iter()
         .map(|(repo, tags)| RepoPlan::load(&options.out_dir, repo, tags))
@@ -130,6 +137,7 @@ pub fn publish(
             let mut run = Run {
                 client,
                 dry_run: options.dry_run,
+                signer,
                 present: HashSet::new(),
                 holders: &holders,
             };
@@ -191,7 +199,7 @@ mod tests {
     fn chosen(images: &[&str], tags: &[&str]) -> Result<Vec<String>> {
         let strings = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
         let recorded = recorded();
-        let selected = select(&recorded, &strings(images), &strings(tags))?;
+        let selected = recorded.select(&strings(images), &strings(tags))?;
         Ok(selected
             .values()
             .flatten()
@@ -222,7 +230,8 @@ mod tests {
         );
         let e = chosen(&[], &["edge"]).unwrap_err().to_string();
         assert!(e.contains("no tag \"edge\""), "{e}");
-        let e = select(&RecordedDigests::default(), &[], &[])
+        let e = RecordedDigests::default()
+            .select(&[], &[])
             .unwrap_err()
             .to_string();
         assert!(e.contains("run `cargo xtask images`"), "{e}");

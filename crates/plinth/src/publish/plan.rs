@@ -2,71 +2,15 @@
 //! record before anything is sent: per repository, the selected tags, their
 //! blobs, manifests and SBOM referrers, in push order.
 
-use crate::digests::RecordedDigests;
 use crate::digests::TagSummary;
 use crate::error::{Error, Result};
 use crate::oci::{self, Descriptor, Index, Manifest};
 use crate::registry::manifest_media_type;
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 // ---------------------------------------------------------------------------
-// Selection and the plan
-
-/// The recorded tags to publish, by layout name.
-pub(super) fn select<'a>(
-    recorded: &'a RecordedDigests,
-    images: &[String],
-    tags: &[String],
-) -> Result<BTreeMap<&'a str, Vec<&'a TagSummary>>> {
-    if recorded.image.is_empty() {
-        return Err(Error::Usage(
-            "lockfiles/digests.toml records no images; run `cargo xtask images` first".into(),
-        ));
-    }
-    let repos: BTreeSet<&str> = recorded
-        .image
-        .iter()
-        .map(|t| t.repository.as_str())
-        .collect();
-    let known_tags: BTreeSet<&str> = recorded.image.iter().map(|t| t.tag.as_str()).collect();
-    for name in images {
-        if !repos.iter().any(|r| names_repository(name, r)) {
-            return Err(Error::Usage(format!(
-                "no image {name:?} in lockfiles/digests.toml (known: {})",
-                repos.iter().copied().collect::<Vec<_>>().join(", ")
-            )));
-        }
-    }
-    for tag in tags {
-        if !known_tags.contains(tag.as_str()) {
-            return Err(Error::Usage(format!(
-                "no tag {tag:?} in lockfiles/digests.toml (known: {})",
-                known_tags.iter().copied().collect::<Vec<_>>().join(", ")
-            )));
-        }
-    }
-    let mut out: BTreeMap<&str, Vec<&TagSummary>> = BTreeMap::new();
-    for t in &recorded.image {
-        let image_ok =
-            images.is_empty() || images.iter().any(|n| names_repository(n, &t.repository));
-        let tag_ok = tags.is_empty() || tags.contains(&t.tag);
-        if image_ok && tag_ok {
-            out.entry(t.repository.as_str()).or_default().push(t);
-        }
-    }
-    Ok(out)
-}
-
-/// `static` names `static-debian13` and `static-debian12`, not
-/// `static-nossl-debian13`: distributions carry no `-`.
-pub(super) fn names_repository(name: &str, repository: &str) -> bool {
-    repository == name
-        || repository
-            .strip_prefix(name)
-            .and_then(|rest| rest.strip_prefix('-'))
-            .is_some_and(|dist| !dist.is_empty() && !dist.contains('-'))
-}
+// The plan
 
 /// A manifest or index: its exact stored bytes.
 pub(super) struct Document {

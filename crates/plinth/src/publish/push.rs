@@ -4,6 +4,7 @@
 
 use super::TagReport;
 use super::plan::{Document, RepoPlan, TagPlan, layout_err};
+use super::signatures::Signer;
 use crate::error::{Error, Result};
 use crate::oci::{self, Descriptor, Index};
 use crate::registry::{Client, RegistryError, Upload};
@@ -18,6 +19,8 @@ use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 pub(super) struct Run<'a> {
     pub(super) client: &'a Client,
     pub(super) dry_run: bool,
+    /// Sign every pushed index and manifest with this (`--sign`).
+    pub(super) signer: Option<&'a Signer<'a>>,
     /// `(repository, digest)` known to be in the registry (or, in a dry
     /// run, that would be).
     pub(super) present: HashSet<(String, String)>,
@@ -129,14 +132,22 @@ impl Run<'_> {
         for r in &tag.referrers {
             self.ensure_manifest(repository, &r.document, &mut report)?;
         }
-        if !tag.referrers.is_empty() && !self.client.referrers_api(repository, &tag.index.digest)? {
-            let mut by_subject: BTreeMap<&str, Vec<&Descriptor>> = BTreeMap::new();
-            for r in &tag.referrers {
-                by_subject
-                    .entry(&r.subject)
-                    .or_default()
-                    .push(&r.descriptor);
-            }
+        // Signatures before tags: a tag that appears is already signed.
+        let signed = match self.signer {
+            Some(signer) => self.sign_tag(signer, plan, repository, tag, &mut report)?,
+            None => Vec::new(),
+        };
+        let mut by_subject: BTreeMap<&str, Vec<&Descriptor>> = BTreeMap::new();
+        for r in &tag.referrers {
+            by_subject
+                .entry(&r.subject)
+                .or_default()
+                .push(&r.descriptor);
+        }
+        for (subject, d) in &signed {
+            by_subject.entry(subject).or_default().push(d);
+        }
+        if !by_subject.is_empty() && !self.client.referrers_api(repository, &tag.index.digest)? {
             for (subject, descriptors) in by_subject {
                 self.ensure_fallback(repository, subject, &descriptors, &mut report)?;
             }
@@ -197,6 +208,30 @@ impl Run<'_> {
                     return Err(e);
                 }
             }
+        }
+        self.present.insert(key);
+        Ok(())
+    }
+
+    /// A blob made here (a signature payload, an envelope, a config):
+    /// uploaded unless the registry has it.
+    pub(super) fn ensure_bytes(
+        &mut self,
+        repository: &str,
+        blob: &Descriptor,
+        bytes: &[u8],
+        report: &mut TagReport,
+    ) -> Result<()> {
+        let key = (repository.to_owned(), blob.digest.clone());
+        if self.present.contains(&key) {
+            return Ok(());
+        }
+        if !self.client.blob_exists(repository, &blob.digest)? {
+            if !self.dry_run {
+                self.client
+                    .upload_blob(repository, &blob.digest, bytes, None)?;
+            }
+            count(report, blob, false);
         }
         self.present.insert(key);
         Ok(())

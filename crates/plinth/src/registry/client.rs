@@ -52,6 +52,9 @@ pub struct ClientOptions {
     /// Blobs larger than this go up in chunks.
     pub chunk_threshold: u64,
     pub chunk_size: u64,
+    /// The largest response body read: what comes from a registry is
+    /// bounded (plinth reads manifests, indexes and signature blobs only).
+    pub max_response: u64,
 }
 
 impl Default for ClientOptions {
@@ -65,6 +68,7 @@ impl Default for ClientOptions {
             },
             chunk_threshold: 16 << 20,
             chunk_size: 8 << 20,
+            max_response: 64 << 20,
         }
     }
 }
@@ -469,6 +473,45 @@ impl Client {
         Ok(reply.header("oci-subject").is_some())
     }
 
+    /// The content of blob `digest` in `repository`, checked against the
+    /// digest; `None` if the registry does not have it.
+    pub fn get_blob(&self, repository: &str, digest: &str) -> Result<Option<Vec<u8>>> {
+        let what = format!("reading blob {digest}");
+        check_digest(digest).map_err(|why| self.error(repository, format!("{what}: {why}")))?;
+        let url = self.url(repository, &format!("blobs/{digest}"));
+        let reply = self.request("GET", &url, repository, &[], Payload::None, &what)?;
+        match reply.status {
+            200 if sha256_digest(&reply.body) == digest => Ok(Some(reply.body)),
+            200 => Err(self.error(
+                repository,
+                format!("{what}: the registry served content with another digest"),
+            )),
+            404 => Ok(None),
+            _ => Err(self.error(repository, format!("{what}: {}", reply.reason()))),
+        }
+    }
+
+    /// The referrers of `digest` as the referrers API lists them, or `None`
+    /// where the registry does not serve the API (then the tag schema
+    /// fallback, `sha256-<hex>`, is where they are listed).
+    pub fn referrers(&self, repository: &str, digest: &str) -> Result<Option<crate::oci::Index>> {
+        let what = format!("listing the referrers of {digest}");
+        check_digest(digest).map_err(|why| self.error(repository, format!("{what}: {why}")))?;
+        if !self.referrers_api(repository, digest)? {
+            return Ok(None);
+        }
+        let url = self.url(repository, &format!("referrers/{digest}"));
+        let headers = [("Accept", MEDIA_TYPE_IMAGE_INDEX)];
+        let reply = self.request("GET", &url, repository, &headers, Payload::None, &what)?;
+        match reply.status {
+            200 => serde_json::from_slice(&reply.body)
+                .map(Some)
+                .map_err(|e| self.error(repository, format!("{what}: not an image index: {e}"))),
+            404 => Ok(None),
+            _ => Err(self.error(repository, format!("{what}: {}", reply.reason()))),
+        }
+    }
+
     /// Whether the registry serves the referrers API, asked once per
     /// client: a `200` with an image index says yes, anything else no.
     pub fn referrers_api(&self, repository: &str, digest: &str) -> Result<bool> {
@@ -550,6 +593,19 @@ impl Client {
         })
     }
 
+    /// How much of a successful answer is read: manifests, indexes and
+    /// other JSON up to [`MAX_JSON_BYTES`]; a blob read back (a signature
+    /// or attestation layer, checked against its digest afterwards) up to
+    /// `max_response`.
+    fn body_limit(&self, method: &str, url: &str) -> u64 {
+        let path = url.split('?').next().unwrap_or(url);
+        if method == "GET" && path.contains("/blobs/sha256:") {
+            self.options.max_response
+        } else {
+            MAX_JSON_BYTES
+        }
+    }
+
     /// One exchange and its redirects, with the registry's
     /// `Authorization` for the registry's origin only. `Err` is a
     /// transport failure, in words without query or credentials.
@@ -572,15 +628,16 @@ impl Client {
             }),
             payload,
         })?;
-        read_reply(method, answer)
+        read_reply(method, answer, self.body_limit(method, url))
     }
 }
 
-/// The answer read whole: up to [`MAX_JSON_BYTES`] of a success (a larger
-/// one is an error), the start of a failure's body for its message.
+/// The answer read whole: up to `limit` bytes of a success (a larger one
+/// is an error), the start of a failure's body for its message.
 pub(super) fn read_reply(
     method: &str,
     answer: crate::net::Followed,
+    limit: u64,
 ) -> std::result::Result<Reply, NetError> {
     let status = answer.status();
     let headers = answer.response.headers().clone();
@@ -588,7 +645,7 @@ pub(super) fn read_reply(
     let body = if method == "HEAD" {
         Vec::new()
     } else if (200..300).contains(&status) {
-        answer.read_body(BodyLimit::AtMost(MAX_JSON_BYTES))?
+        answer.read_body(BodyLimit::AtMost(limit))?
     } else {
         answer.body_prefix(ERROR_BODY_BYTES)
     };
@@ -598,6 +655,15 @@ pub(super) fn read_reply(
         body,
         url,
     })
+}
+
+/// A digest that goes into a URL path: `sha256:` and 64 lowercase hex
+/// digits, nothing that could change the path or add a query.
+fn check_digest(digest: &str) -> std::result::Result<(), String> {
+    match digest.strip_prefix("sha256:") {
+        Some(hex) if crate::support::digest::is_lower_hex(hex, 64) => Ok(()),
+        _ => Err(format!("{digest:?} is not a sha256 digest")),
+    }
 }
 
 /// Percent-encodes a query value (scopes hold ':' and ',').

@@ -459,6 +459,29 @@ fn uploads_mounts_and_manifests_against_docker_registry() {
         (MEDIA_TYPE_IMAGE_MANIFEST, manifest.as_bytes())
     );
     assert!(!client.referrers_api("t/b", &digest).unwrap());
+    assert_eq!(client.referrers("t/b", &digest).unwrap(), None);
+    // Blobs come back checked and bounded.
+    assert_eq!(
+        client.get_blob("t/b", &big_digest).unwrap(),
+        Some(big.clone())
+    );
+    assert_eq!(client.get_blob("t/c", &big_digest).unwrap(), None);
+    let e = client.get_blob("t/b", "sha256:../../x").unwrap_err();
+    assert!(e.to_string().contains("is not a sha256 digest"), "{e}");
+    let bounded = Client::new(
+        Target::parse(&format!("{}/t", registry.host()), true).unwrap(),
+        None,
+        ClientOptions {
+            max_response: 1000,
+            retry: RetryPolicy {
+                attempts: 1,
+                first_backoff: Duration::ZERO,
+            },
+            ..ClientOptions::default()
+        },
+    );
+    let e = bounded.get_blob("t/b", &big_digest).unwrap_err();
+    assert!(e.to_string().contains("larger than 1000 bytes"), "{e}");
     // Children first: a manifest whose blob is missing is refused.
     let missing = sha256_digest(b"missing");
     let orphan = manifest.replace(&big_digest, &missing);
