@@ -64,6 +64,11 @@ pub struct Settings {
     /// Ceilings on the work reading packages and indices may do.
     #[serde(default)]
     pub limits: Limits,
+    /// Refuse to build an image holding a setuid or setgid file or a
+    /// world-writable directory without the sticky bit (they are listed
+    /// either way).
+    #[serde(default)]
+    pub forbid_special_modes: bool,
     pub distribution: BTreeMap<Name, Distribution>,
 }
 
