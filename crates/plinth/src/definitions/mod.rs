@@ -77,7 +77,7 @@ pub struct Settings {
 /// before it is unpacked further, so a hostile or broken input costs at
 /// most this much memory and time. The defaults fit every package of
 /// Debian 13 `main` by a wide margin: the largest (a kernel's debug
-/// symbols) unpacks to 6.6 GiB, and the highest ratio of unpacked to
+/// symbols) unpacks to 6.5 GiB, and the highest ratio of unpacked to
 /// compressed size is 570.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case", default)]
