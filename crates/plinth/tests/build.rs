@@ -1008,6 +1008,38 @@ fn refuses_packages_past_the_ceilings() {
     );
 }
 
+fn special_modes(deb: DebBuilder, _arch: &str) -> DebBuilder {
+    deb.file("/usr/bin/become", 0o4755, "x")
+        .dir("/var/drop", 0o777)
+        .dir("/var/shared", 0o1777)
+}
+
+/// Setuid and setgid files and world-writable directories without the
+/// sticky bit are kept as packaged (and listed by the build), unless the
+/// settings forbid them: then the build names the package and the path,
+/// and writes nothing.
+#[test]
+fn forbids_special_modes_when_the_settings_say_so() {
+    let mut fx = Fixture::new();
+    fx.publish("suid", "1", "all", special_modes);
+    fx.debian.write();
+    fx.lock_app(&["suid"], "");
+    let options = fx.options();
+    fx.build_ok(&options);
+    let layers = Tree::layers(&options.out_dir.join("app-debian13"), "latest-amd64");
+    let top = layers.last().unwrap();
+    assert_eq!(top.entry("usr/bin/become").mode, 0o4755);
+    assert_eq!(top.entry("var/drop").mode, 0o777);
+
+    let settings = fx.root.join("images/plinth.toml");
+    let text = fs::read_to_string(&settings).unwrap();
+    fs::write(&settings, format!("forbid-special-modes = true\n{text}")).unwrap();
+    assert_eq!(
+        fx.build_fails(&options),
+        "suid: /usr/bin/become: setuid, mode 4755; forbid-special-modes in images/plinth.toml refuses it"
+    );
+}
+
 #[test]
 fn a_failed_build_keeps_the_previous_layouts() {
     let mut fx = Fixture::new();

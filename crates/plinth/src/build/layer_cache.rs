@@ -17,8 +17,9 @@ use crate::support::digest::{sha256_digest, sha256_hex};
 use crate::support::fs::{remove_stale_temporaries, write_atomically};
 
 /// Bumped whenever a code change alters layer bytes for the same inputs,
-/// so that reused layers from an older plinth are never taken as current.
-const LAYER_FORMAT: u32 = 3;
+/// or what is kept beside them (`LayerContents`), so that reused layers
+/// from an older plinth are never taken as current.
+const LAYER_FORMAT: u32 = 4;
 
 /// The cache keys of one image's own layer and debug layer.
 pub(super) struct LayerKeys {

@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use crate::rootfs::SpecialMode;
 use crate::sbom::{Component, GeneratedFile, PackageSbom};
 
 /// A layer and where it came from, for history and SBOMs.
@@ -20,6 +21,10 @@ pub struct BuiltLayer {
 pub struct LayerContents {
     pub packages: Vec<PackageSbom>,
     pub generated: Vec<GeneratedFile>,
+    /// Its setuid and setgid files and world-writable directories
+    /// without the sticky bit.
+    #[serde(default)]
+    pub special: Vec<SpecialMode>,
     /// Cargo crates, in application layers only (never cached).
     #[serde(skip)]
     pub components: Vec<Component>,

@@ -170,6 +170,9 @@ fn golden_layers(
                 per_arch.insert(arch, layers);
             }
         }
+        for (arch, layers) in &per_arch {
+            list_special_modes(dist, arch, layers);
+        }
         out.push(DistributionLayers {
             distribution: dist.to_owned(),
             epoch,
@@ -177,6 +180,19 @@ fn golden_layers(
         });
     }
     Ok(out)
+}
+
+/// Warns of every setuid or setgid file and world-writable directory
+/// without the sticky bit in the layers (reused or built), naming image,
+/// package and path: the build's list of what a reviewer should look at.
+fn list_special_modes(dist: &str, arch: &str, layers: &ArchLayers) {
+    for (image, layers) in layers {
+        for (layer, which) in [(&layers.own, ""), (&layers.debug, " (debug layer)")] {
+            for special in &layer.contents.special {
+                tracing::warn!("{image} {dist} {arch}{which}: {special}");
+            }
+        }
+    }
 }
 
 /// The requested golden images and everything they stand on, in

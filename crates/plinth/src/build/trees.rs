@@ -21,7 +21,7 @@ use crate::layer::write_layer;
 use crate::lockfile::{LockedImage, LockedPackage, Lockfile, Lockfiles};
 use crate::project::{Progress, Project};
 use crate::rootfs::system;
-use crate::rootfs::{GENERATED, Owners, Rootfs, RootfsError, View};
+use crate::rootfs::{GENERATED, Owners, Rootfs, RootfsError, View, special_modes};
 use crate::sbom::{GeneratedFile, PackageSbom};
 use crate::support::size::ByteSize;
 use crate::tarfs::{Entry, EntryKind};
@@ -315,6 +315,20 @@ impl LayerContext<'_> {
             fs.add(e, GENERATED).map_err(rootfs_err)?;
         }
         let (entries, owners) = fs.finish().map_err(rootfs_err)?;
+        contents.special = special_modes(&entries, &owners);
+        if let Some(found) = contents.special.first()
+            && self.arch.project.definitions.settings.forbid_special_modes
+        {
+            return Err(Error::Package {
+                package: found.package.clone(),
+                why: format!(
+                    "{}: {}, mode {:04o}; forbid-special-modes in images/plinth.toml refuses it",
+                    found.path,
+                    found.what(),
+                    found.mode
+                ),
+            });
+        }
         let unpacked: u64 = entries
             .iter()
             .map(|e| match &e.kind {

@@ -68,6 +68,11 @@ pub struct Settings {
     /// machine's; they never go into an image.
     #[serde(default)]
     pub connections: Connections,
+    /// Refuse to build an image holding a setuid or setgid file or a
+    /// world-writable directory without the sticky bit (they are listed
+    /// either way).
+    #[serde(default)]
+    pub forbid_special_modes: bool,
     pub distribution: BTreeMap<Name, Distribution>,
 }
 
@@ -76,7 +81,7 @@ pub struct Settings {
 /// before it is unpacked further, so a hostile or broken input costs at
 /// most this much memory and time. The defaults fit every package of
 /// Debian 13 `main` by a wide margin: the largest (a kernel's debug
-/// symbols) unpacks to 6.6 GiB, and the highest ratio of unpacked to
+/// symbols) unpacks to 6.5 GiB, and the highest ratio of unpacked to
 /// compressed size is 570.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case", default)]

@@ -44,6 +44,66 @@ pub enum RootfsError {
     },
 }
 
+/// A path of a layer whose permissions grant more than reading and
+/// running it: a setuid or setgid file, or a world-writable directory
+/// without the sticky bit. Listed by the build and refused when
+/// `forbid-special-modes` is set.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SpecialMode {
+    /// Absolute, as in the image (`/usr/bin/su`).
+    pub path: String,
+    /// The package that ships it (or [`GENERATED`]).
+    pub package: String,
+    pub mode: u32,
+}
+
+impl SpecialMode {
+    /// What is special about it, in words.
+    pub fn what(&self) -> &'static str {
+        match (self.mode & 0o4000 != 0, self.mode & 0o2000 != 0) {
+            (true, true) => "setuid and setgid",
+            (true, false) => "setuid",
+            (false, true) => "setgid",
+            (false, false) => "world-writable directory without the sticky bit",
+        }
+    }
+}
+
+impl std::fmt::Display for SpecialMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} ({}): {}, mode {:04o}",
+            self.path,
+            self.package,
+            self.what(),
+            self.mode
+        )
+    }
+}
+
+/// The setuid and setgid files and the world-writable directories without
+/// the sticky bit among `entries` (one layer's own, in path order), each
+/// with the package `owners` names for it.
+pub fn special_modes(entries: &[Entry], owners: &Owners) -> Vec<SpecialMode> {
+    entries
+        .iter()
+        .filter(|e| match e.kind {
+            // A hard link shares its target's mode, and the target is listed.
+            EntryKind::File(_) => e.mode & 0o6000 != 0,
+            EntryKind::Dir => e.mode & 0o002 != 0 && e.mode & 0o1000 == 0,
+            EntryKind::Symlink(_) | EntryKind::Hardlink(_) => false,
+        })
+        .map(|e| SpecialMode {
+            path: format!("/{}", e.path),
+            package: owners
+                .get(&e.path)
+                .map_or_else(|| GENERATED.to_owned(), String::clone),
+            mode: e.mode,
+        })
+        .collect()
+}
+
 /// The merged view of everything below a layer.
 pub type View = BTreeMap<String, Entry>;
 
@@ -301,6 +361,33 @@ fn relink_hardlinks(out: &mut BTreeMap<String, Entry>, lower: &View) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lists_setuid_setgid_and_unsticky_world_writable_paths() {
+        let entries = vec![
+            Entry::dir("tmp", 0o1777),
+            Entry::dir("var/drop", 0o777),
+            Entry::file("usr/bin/ls", 0o755, &b"x"[..]),
+            Entry::file("usr/bin/su", 0o4755, &b"x"[..]),
+            Entry::file("usr/bin/wall", 0o2755, &b"x"[..]),
+            Entry::file("usr/bin/both", 0o6755, &b"x"[..]),
+            Entry::symlink("usr/bin/link", "su"),
+        ];
+        let owners: Owners = [("usr/bin/su".to_owned(), "login".to_owned())].into();
+        let found: Vec<String> = special_modes(&entries, &owners)
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(
+            found,
+            [
+                "/var/drop ((generated)): world-writable directory without the sticky bit, mode 0777",
+                "/usr/bin/su (login): setuid, mode 4755",
+                "/usr/bin/wall ((generated)): setgid, mode 2755",
+                "/usr/bin/both ((generated)): setuid and setgid, mode 6755",
+            ]
+        );
+    }
 
     static NO_OWNERS: Owners = Owners::new();
 
