@@ -27,7 +27,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("rootfs", &["support", "tarfs", "definitions"]),
     ("oci", &["support"]),
     ("sbom", &["support", "debian"]),
-    ("lockfile", &["support", "definitions"]),
+    ("lockfile", &["support", "definitions", "debian"]),
     ("project", &["definitions", "lockfile"]),
     ("download", &["support", "definitions", "debian"]),
     (
@@ -86,14 +86,37 @@ const ALLOWED: &[(&str, &[&str])] = &[
         ],
     ),
     (
+        "diff",
+        &[
+            "support", "tarfs", "debian", "layer", "oci", "registry", "project", "error",
+        ],
+    ),
+    (
         "verify",
         &[
             "support", "tarfs", "layer", "oci", "project", "download", "error", "digests", "build",
+            "diff",
         ],
     ),
     (
         "publish",
         &["support", "oci", "project", "registry", "error", "digests"],
+    ),
+    (
+        "changes",
+        &[
+            "support",
+            "definitions",
+            "tarfs",
+            "debian",
+            "lockfile",
+            "project",
+            "download",
+            "apps",
+            "error",
+            "build",
+            "diff",
+        ],
     ),
 ];
 
@@ -104,12 +127,12 @@ const NEVER: &[(&[&str], &[&str], &str)] = &[
         FORMATS,
         &[
             "lock", "lockfile", "download", "build", "verify", "publish", "registry", "apps",
-            "digests", "error", "project",
+            "digests", "error", "project", "diff", "changes",
         ],
         "a format module never imports a stage",
     ),
     (
-        &["build", "verify", "publish"],
+        &["build", "verify", "publish", "diff", "changes"],
         &["lock"],
         "nothing after the lock reads archive indices or resolves",
     ),

@@ -549,7 +549,8 @@ fn locks_the_expected_packages_and_relocks_identically() {
     assert_eq!(report.written, [fx.lockfile_path()]);
     assert_eq!(
         report.diffs[0].to_string(),
-        "debian13:\n  upgraded libc6 2.41-12+deb13u1 → 2.41-12+deb13u2 (amd64, arm64)\n"
+        "debian13:\n  upgraded   libc6 2.41-12+deb13u1 → 2.41-12+deb13u2 \
+         (amd64, arm64; security update from trixie-security)\n"
     );
     let lock = fx.lockfile();
     for arch in ARCHS {

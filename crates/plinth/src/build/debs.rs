@@ -13,29 +13,28 @@ use crate::debian::deb::{Deb, read_deb};
 use crate::download::cache::Cache;
 use crate::download::http::Fetcher;
 use crate::download::mirrors::Mirrors;
+use crate::download::pool::Pool;
 use crate::error::{Error, Result};
 use crate::lockfile::{LockedPackage, Lockfile};
 use crate::project::{Progress, Project};
-use crate::support::digest::sha256_hex;
 
 /// Parsed packages by the sha256 of their `.deb`.
 pub(super) type Debs = HashMap<String, Arc<Deb>>;
 
 /// Where packages come from: the cache first, then the mirrors.
 pub(super) struct Downloader<'a> {
-    cache: &'a Cache,
-    mirrors: Mirrors,
-    fetcher: Fetcher,
-    offline: bool,
+    pool: Pool<'a>,
 }
 
 impl<'a> Downloader<'a> {
     pub fn new(project: &Project, cache: &'a Cache, options: &BuildOptions) -> Result<Self> {
         Ok(Downloader {
-            cache,
-            mirrors: Mirrors::resolve(&project.definitions.settings, &options.apt_dir)?,
-            fetcher: Fetcher::new(options.fetch.clone()),
-            offline: options.offline,
+            pool: Pool::new(
+                cache,
+                Mirrors::resolve(&project.definitions.settings, &options.apt_dir)?,
+                Fetcher::new(options.fetch.clone()),
+                options.offline,
+            ),
         })
     }
 
@@ -70,44 +69,11 @@ impl<'a> Downloader<'a> {
 
     /// One package's bytes, from the cache or a mirror, matching the lock.
     fn fetch(&self, lock: &Lockfile, p: &LockedPackage) -> Result<Vec<u8>> {
-        if let Some(bytes) = self.cache.get(&p.sha256) {
-            return Ok(bytes);
-        }
-        if self.offline {
-            return Err(Error::Package {
-                package: p.filename.clone(),
-                why: "not in the download cache, and --offline is set".into(),
-            });
-        }
-        let archive = lock
-            .release
-            .iter()
-            .find(|r| r.suite == p.suite)
-            .map(|r| r.archive.as_str())
-            .ok_or_else(|| Error::Package {
-                package: p.name.clone(),
-                why: format!("suite {} is not among the lock's releases", p.suite),
-            })?;
-        let url = format!("{}/{}", self.mirrors.url(archive)?, p.filename);
-        let mut last = String::new();
-        // One retry on a hash mismatch: a mirror mid-update can serve a
-        // stale file.
-        for _ in 0..2 {
-            let bytes = self.fetcher.get(&url)?;
-            let sum = sha256_hex(&bytes);
-            if sum == p.sha256 {
-                self.cache.put(&p.sha256, &bytes)?;
-                return Ok(bytes);
-            }
-            last = sum;
-        }
-        Err(Error::Package {
-            package: p.filename.clone(),
-            why: format!(
-                "sha256 mismatch: the lock says {}, the mirror served {last}",
-                p.sha256
-            ),
-        })
+        let archive = lock.archive_of(&p.suite).ok_or_else(|| Error::Package {
+            package: p.name.clone(),
+            why: format!("suite {} is not among the lock's releases", p.suite),
+        })?;
+        Ok(self.pool.fetch(archive, &p.filename, &p.sha256)?)
     }
 }
 

@@ -38,7 +38,8 @@ pub enum DefinitionError {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct Settings {
-    /// Debian architecture names every image is built for.
+    /// Debian architecture names the images are built for, unless a
+    /// distribution sets its own (see [`Definitions::architectures`]).
     pub architectures: Vec<String>,
     /// Packages that the `debug` variants add (busybox).
     pub debug_packages: Vec<String>,
@@ -83,6 +84,10 @@ pub struct OsRelease {
 pub struct Distribution {
     /// `trixie`, `bookworm`.
     pub codename: String,
+    /// The architectures of this distribution's images, in place of the
+    /// shared list: riscv64 exists in Debian 13, not in Debian 12.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub architectures: Option<Vec<String>>,
     /// `13`, `12`.
     pub version: String,
     /// Files in `keys/` whose public keys are trusted to sign the suites.
@@ -180,10 +185,17 @@ impl Definitions {
             path: path.to_owned(),
             message,
         };
-        if settings.architectures.is_empty() {
-            return Err(invalid(&settings_path, "`architectures` is empty".into()));
-        }
+        check_architectures(&settings.architectures)
+            .map_err(|m| invalid(&settings_path, format!("`architectures` {m}")))?;
         for (name, dist) in &settings.distribution {
+            if let Some(archs) = &dist.architectures {
+                check_architectures(archs).map_err(|m| {
+                    invalid(
+                        &settings_path,
+                        format!("distribution {name}: `architectures` {m}"),
+                    )
+                })?;
+            }
             if dist.suites.is_empty() || dist.keys.is_empty() || dist.components.is_empty() {
                 return Err(invalid(
                     &settings_path,
@@ -258,6 +270,14 @@ impl Definitions {
 
     pub fn distribution(&self, name: &str) -> Option<&Distribution> {
         self.settings.distribution.get(name)
+    }
+
+    /// The architectures `dist`'s images are built for: its own list, or
+    /// the shared one.
+    pub fn architectures(&self, dist: &str) -> &[String] {
+        self.distribution(dist)
+            .and_then(|d| d.architectures.as_deref())
+            .unwrap_or(&self.settings.architectures)
     }
 
     /// Image names, bases before the images standing on them, then by name.
@@ -337,13 +357,25 @@ impl Definitions {
             })
             .collect();
         let inputs = Inputs {
-            architectures: &self.settings.architectures,
+            architectures: self.architectures(dist),
             debug_packages: &self.settings.debug_packages,
             distribution: self.distribution(dist),
             images,
         };
         let bytes = serde_json::to_vec(&inputs).unwrap_or_default();
         sha256_hex(&bytes)
+    }
+}
+
+/// An architecture list is not empty and names each architecture once.
+fn check_architectures(archs: &[String]) -> Result<(), String> {
+    if archs.is_empty() {
+        return Err("is empty".into());
+    }
+    let mut seen = BTreeSet::new();
+    match archs.iter().find(|a| !seen.insert(a.as_str())) {
+        Some(a) => Err(format!("names {a:?} twice")),
+        None => Ok(()),
     }
 }
 

@@ -320,6 +320,21 @@ impl Client {
         }
     }
 
+    /// The bytes of blob `digest` in `repository`, checked against it.
+    pub fn get_blob(&self, repository: &str, digest: &str) -> Result<Vec<u8>> {
+        let url = self.url(repository, &format!("blobs/{digest}"));
+        let what = format!("reading blob {digest}");
+        let reply = self.request("GET", &url, repository, &[], &[], &what)?;
+        if reply.status != 200 {
+            return Err(self.error(repository, format!("{what}: {}", reply.reason())));
+        }
+        let actual = sha256_digest(&reply.body);
+        if actual != digest {
+            return Err(self.error(repository, format!("{what}: the registry sent {actual}")));
+        }
+        Ok(reply.body)
+    }
+
     /// Pushes `bytes` exactly as given under `reference` (a digest or a
     /// tag). Returns whether the registry answered `OCI-Subject`, which
     /// means it indexes referrers itself.
