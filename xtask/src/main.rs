@@ -126,8 +126,9 @@ fn run(cli: Cli) -> Result<()> {
             .context("setting up worker threads")?;
     }
     let root = match &cli.project {
-        Some(dir) => std::path::absolute(dir)
-            .with_context(|| format!("--project {}", dir.display()))?,
+        Some(dir) => {
+            std::path::absolute(dir).with_context(|| format!("--project {}", dir.display()))?
+        }
         None => project_root(),
     };
     match cli.command {

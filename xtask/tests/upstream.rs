@@ -48,13 +48,31 @@ fn key() -> SigningKey {
 }
 
 /// `(suite, name, version, fields, changelog)`, amd64.
-type Package = (&'static str, &'static str, &'static str, &'static str, Option<&'static str>);
+type Package = (
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static str,
+    Option<&'static str>,
+);
 
 const FIRST: [Package; 4] = [
     ("trixie", "base-files", "13.8", "", None),
     ("trixie", "libc6", "2.41-12", "Source: glibc", None),
-    ("trixie", "libzstd1", "1.5.7+dfsg-1", "Source: libzstd\nDepends: libc6", None),
-    ("trixie", "busybox-static", "1:1.37.0-6", "Source: busybox", None),
+    (
+        "trixie",
+        "libzstd1",
+        "1.5.7+dfsg-1",
+        "Source: libzstd\nDepends: libc6",
+        None,
+    ),
+    (
+        "trixie",
+        "busybox-static",
+        "1:1.37.0-6",
+        "Source: busybox",
+        None,
+    ),
 ];
 const UPDATE: Package = (
     "trixie-security",
@@ -94,7 +112,8 @@ fn publish(mirror: &Path, packages: &[Package], date: &str) {
         }
         if name == "busybox-static" {
             // A NUL-separated applet table, as the build looks for.
-            let binary = b"\x7fELF busybox\0[\0[[\0ash\0cat\0cp\0echo\0env\0ls\0mkdir\0rm\0sh\0true\0\0";
+            let binary =
+                b"\x7fELF busybox\0[\0[[\0ash\0cat\0cp\0echo\0env\0ls\0mkdir\0rm\0sh\0true\0\0";
             deb = deb.file("/usr/bin/busybox", 0o755, binary.as_slice());
         }
         let archive = if suite == "trixie" {
@@ -205,16 +224,23 @@ fn check_upstream_exit_codes_reports_and_diff() {
     let current = fx.xtask(&["lock", "--check-upstream"]);
     exits(&current, 0);
     assert!(
-        text(&current.stdout).ends_with(
-            "debian13: no package changes\nlockfiles are current with the archive\n"
-        ),
+        text(&current.stdout)
+            .ends_with("debian13: no package changes\nlockfiles are current with the archive\n"),
         "{}",
         text(&current.stdout)
     );
     assert!(fx.snapshot() == locked, "a current check wrote something");
 
     // The images of the lock as it is, for the diff below.
-    exits(&fx.xtask(&["images", "--no-layer-cache", "--out", fx.path("before").to_str().unwrap()]), 0);
+    exits(
+        &fx.xtask(&[
+            "images",
+            "--no-layer-cache",
+            "--out",
+            fx.path("before").to_str().unwrap(),
+        ]),
+        0,
+    );
 
     let mut moved_archive = FIRST.to_vec();
     moved_archive.push(UPDATE);
@@ -235,12 +261,20 @@ fn check_upstream_exit_codes_reports_and_diff() {
     assert!(fx.snapshot() == before, "a moved check wrote something");
 
     let report = fx.path("update");
-    let checked = fx.xtask(&["lock", "--check-upstream", "--report", report.to_str().unwrap()]);
+    let checked = fx.xtask(&[
+        "lock",
+        "--check-upstream",
+        "--report",
+        report.to_str().unwrap(),
+    ]);
     exits(&checked, 1);
     assert!(fx.snapshot() == before, "a report went into the project");
     let md = fs::read_to_string(fx.path("update.md")).unwrap();
     assert!(md.contains("CVEs: CVE-2026-124851."), "{md}");
-    assert!(md.contains("Touches `base-debian13` (latest, nonroot, debug, debug-nonroot)."), "{md}");
+    assert!(
+        md.contains("Touches `base-debian13` (latest, nonroot, debug, debug-nonroot)."),
+        "{md}"
+    );
     let json: serde_json::Value =
         serde_json::from_slice(&fs::read(fx.path("update.json")).unwrap()).unwrap();
     assert_eq!(json["cves"], serde_json::json!(["CVE-2026-124851"]));
@@ -252,7 +286,15 @@ fn check_upstream_exit_codes_reports_and_diff() {
     exits(&relocked, 0);
     assert!(text(&relocked.stdout).contains("wrote lockfiles/debian13.lock.toml"));
     exits(&fx.xtask(&["lock", "--check-upstream"]), 0);
-    exits(&fx.xtask(&["images", "--no-layer-cache", "--out", fx.path("after").to_str().unwrap()]), 0);
+    exits(
+        &fx.xtask(&[
+            "images",
+            "--no-layer-cache",
+            "--out",
+            fx.path("after").to_str().unwrap(),
+        ]),
+        0,
+    );
     let diff = fx.xtask(&[
         "diff",
         fx.path("before").to_str().unwrap(),

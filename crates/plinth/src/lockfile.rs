@@ -322,13 +322,18 @@ impl PackageChange {
     /// Whether the new version comes from a security suite.
     pub fn is_security(&self) -> bool {
         self.kind != ChangeKind::Removed
-            && self.new.as_ref().is_some_and(|n| is_security_suite(&n.suite))
+            && self
+                .new
+                .as_ref()
+                .is_some_and(|n| is_security_suite(&n.suite))
     }
 
     /// `1.0 → 1.1`, `1.0` for an added or removed package.
     pub fn versions(&self) -> String {
         match (&self.old, &self.new) {
-            (Some(o), Some(n)) if o.version != n.version => format!("{} → {}", o.version, n.version),
+            (Some(o), Some(n)) if o.version != n.version => {
+                format!("{} → {}", o.version, n.version)
+            }
             (_, Some(v)) | (Some(v), None) => v.version.clone(),
             (None, None) => String::new(),
         }
@@ -338,7 +343,10 @@ impl PackageChange {
     /// trixie-security`, `from trixie-updates`, `from trixie, was
     /// trixie-security`.
     pub fn origin(&self) -> Option<String> {
-        let new = self.new.as_ref().filter(|_| self.kind != ChangeKind::Removed)?;
+        let new = self
+            .new
+            .as_ref()
+            .filter(|_| self.kind != ChangeKind::Removed)?;
         let mut text = if self.is_security() && self.kind == ChangeKind::Upgraded {
             format!("security update from {}", new.suite)
         } else {
@@ -356,7 +364,12 @@ impl PackageChange {
 
 impl LockDiff {
     pub fn between(distribution: &str, old: Option<&Lockfile>, new: &Lockfile) -> Self {
-        type Key = (ChangeKind, String, Option<SuiteVersion>, Option<SuiteVersion>);
+        type Key = (
+            ChangeKind,
+            String,
+            Option<SuiteVersion>,
+            Option<SuiteVersion>,
+        );
         fn index(lock: Option<&Lockfile>) -> BTreeMap<(String, String), &LockedPackage> {
             let mut map = BTreeMap::new();
             for (arch, pkgs) in lock.map(|l| &l.package).into_iter().flatten() {
@@ -424,7 +437,12 @@ impl fmt::Display for LockDiff {
         }
         writeln!(f, "{}:", self.distribution)?;
         for c in &self.changes {
-            let archs = c.architectures.iter().cloned().collect::<Vec<_>>().join(", ");
+            let archs = c
+                .architectures
+                .iter()
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(", ");
             let origin = c.origin().map(|o| format!("; {o}")).unwrap_or_default();
             writeln!(
                 f,

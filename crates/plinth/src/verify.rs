@@ -86,8 +86,7 @@ fn unrecorded_platforms<'a>(
     tag.platform
         .iter()
         .filter(|p| {
-            record
-                .and_then(|r| r.platform.iter().find(|x| x.architecture == p.architecture))
+            record.and_then(|r| r.platform.iter().find(|x| x.architecture == p.architecture))
                 != Some(*p)
         })
         .collect()

@@ -43,7 +43,11 @@ fn key() -> SigningKey {
 const SUITES: [(&str, &str, &[&str]); 4] = [
     ("trixie", "debian", &["amd64", "arm64", "riscv64"]),
     ("trixie-updates", "debian", &["amd64", "arm64", "riscv64"]),
-    ("trixie-security", "debian-security", &["amd64", "arm64", "riscv64"]),
+    (
+        "trixie-security",
+        "debian-security",
+        &["amd64", "arm64", "riscv64"],
+    ),
     ("bookworm", "debian", &["amd64", "arm64"]),
 ];
 
@@ -167,17 +171,32 @@ openssl (3.5.1-1) unstable; urgency=medium
 /// The archive the lockfiles are first made from.
 fn first_archive() -> Vec<Package> {
     let mut out = Vec::new();
-    for (suite, base_files, libc) in [("trixie", "13.8", "2.41-12"), ("bookworm", "12.4", "2.36-9")] {
+    for (suite, base_files, libc) in [
+        ("trixie", "13.8", "2.41-12"),
+        ("bookworm", "12.4", "2.36-9"),
+    ] {
         out.extend([
             pkg(suite, "base-files", base_files, "any", "Pre-Depends: awk"),
             pkg(suite, "mawk", "1.3.4.20250131-1", "any", "Provides: awk"),
             pkg(suite, "tzdata", "2025b-4", "all", ""),
             pkg(suite, "debconf", "1.5.91", "all", "Provides: debconf-2.0"),
             pkg(suite, "libc6", libc, "any", "Source: glibc"),
-            pkg(suite, "busybox-static", "1:1.37.0-6", "any", "Source: busybox"),
+            pkg(
+                suite,
+                "busybox-static",
+                "1:1.37.0-6",
+                "any",
+                "Source: busybox",
+            ),
             Package {
                 changelog: Some(ZSTD_OLD_CHANGELOG),
-                ..pkg(suite, "libzstd1", "1.5.7+dfsg-1", "any", "Source: libzstd\nDepends: libc6")
+                ..pkg(
+                    suite,
+                    "libzstd1",
+                    "1.5.7+dfsg-1",
+                    "any",
+                    "Source: libzstd\nDepends: libc6",
+                )
             },
             Package {
                 doc_link: Some("openssl-common"),
@@ -383,7 +402,12 @@ impl Fixture {
     }
 
     fn relock(&self) -> plinth::Result<Relock> {
-        Ok(relock(&self.project(), &self.cache(), &self.options, &Silent)?)
+        Ok(relock(
+            &self.project(),
+            &self.cache(),
+            &self.options,
+            &Silent,
+        )?)
     }
 
     fn lockfile(&self, dist: &str) -> Lockfile {
@@ -411,7 +435,8 @@ impl Fixture {
     fn report(&self, relock: &Relock, apps: &[AppImage]) -> ChangeReport {
         let project = self.project();
         let cache = self.cache();
-        let mirrors = Mirrors::resolve(&project.definitions.settings, &self.options.apt_dir).unwrap();
+        let mirrors =
+            Mirrors::resolve(&project.definitions.settings, &self.options.apt_dir).unwrap();
         let pool = Pool::new(&cache, mirrors, Fetcher::new(fetch_options()), false);
         ChangeReport::new(&project, &relock.distributions, apps, &pool, &Silent)
     }
@@ -449,7 +474,11 @@ fn deb(p: &Package, arch: &str) -> Vec<u8> {
     let doc = format!("/usr/share/doc/{}", p.name);
     deb = match p.doc_link {
         Some(target) => deb.symlink(&doc, target),
-        None => deb.file(&format!("{doc}/copyright"), 0o644, format!("{} {}\n", p.name, p.version)),
+        None => deb.file(
+            &format!("{doc}/copyright"),
+            0o644,
+            format!("{} {}\n", p.name, p.version),
+        ),
     };
     if let Some(text) = p.changelog {
         deb = deb.file(
@@ -595,7 +624,12 @@ fn the_report_has_changelogs_cves_touched_images_and_decisions() {
     let touched: Vec<(&str, Vec<&str>)> = zstd
         .images
         .iter()
-        .map(|i| (i.repository.as_str(), i.tags.iter().map(String::as_str).collect()))
+        .map(|i| {
+            (
+                i.repository.as_str(),
+                i.tags.iter().map(String::as_str).collect(),
+            )
+        })
         .collect();
     let all = vec!["latest", "nonroot", "debug", "debug-nonroot"];
     assert_eq!(
@@ -647,7 +681,11 @@ fn the_report_has_changelogs_cves_touched_images_and_decisions() {
     assert_eq!(d.unused_exclusions.len(), 1, "{:?}", d.unused_exclusions);
     let unused = &d.unused_exclusions[0];
     assert_eq!(
-        (unused.image.as_str(), unused.package.as_str(), unused.since_this_change),
+        (
+            unused.image.as_str(),
+            unused.package.as_str(),
+            unused.since_this_change
+        ),
         ("static", "debconf", true)
     );
 
@@ -658,7 +696,10 @@ fn the_report_has_changelogs_cves_touched_images_and_decisions() {
         &apps,
         "debian13",
         &["amd64".to_owned()].into(),
-        &["base (debug): requested".to_owned(), "static (debug): requested".to_owned()],
+        &[
+            "base (debug): requested".to_owned(),
+            "static (debug): requested".to_owned(),
+        ],
     );
     let shown: Vec<String> = debug_only
         .iter()
@@ -666,7 +707,10 @@ fn the_report_has_changelogs_cves_touched_images_and_decisions() {
         .collect();
     assert_eq!(
         shown,
-        ["static-debian13:debug,debug-nonroot", "base-debian13:debug,debug-nonroot"]
+        [
+            "static-debian13:debug,debug-nonroot",
+            "base-debian13:debug,debug-nonroot"
+        ]
     );
 
     // Written as Markdown and JSON, the JSON reading back the same.
@@ -739,7 +783,10 @@ fn each_distribution_has_its_own_architectures() {
     let trixie = fx.lockfile("debian13");
     let bookworm = fx.lockfile("debian12");
     assert_eq!(trixie.package.keys().collect::<Vec<_>>(), TRIXIE);
-    assert_eq!(bookworm.package.keys().collect::<Vec<_>>(), ["amd64", "arm64"]);
+    assert_eq!(
+        bookworm.package.keys().collect::<Vec<_>>(),
+        ["amd64", "arm64"]
+    );
     let archs = |l: &Lockfile| -> Vec<String> {
         l.image
             .iter()
@@ -864,15 +911,20 @@ fn diff_names_the_tags_packages_and_files_a_relock_moves() {
 
     // Into the change report, which reads back with it.
     let path = fx.tmp.path().join("update");
-    let mut report = ChangeReport::default();
-    report.images = Some(diff.clone());
+    let report = ChangeReport {
+        images: Some(diff.clone()),
+        ..ChangeReport::default()
+    };
     report.write(&path).unwrap();
     let read = ChangeReport::read(&path).unwrap().unwrap();
     assert_eq!(read.images.as_ref(), Some(&diff));
     let md = fs::read_to_string(fx.tmp.path().join("update.md")).unwrap();
     assert!(md.contains("8 tags differ, 8 are the same"), "{md}");
     assert!(md.contains("| `base-debian13:latest` | (index) |"), "{md}");
-    assert!(md.contains("- libzstd1 1.5.7+dfsg-1 → 1.5.7+dfsg-1+deb13u1"), "{md}");
+    assert!(
+        md.contains("- libzstd1 1.5.7+dfsg-1 → 1.5.7+dfsg-1+deb13u1"),
+        "{md}"
+    );
 }
 
 #[test]
@@ -931,9 +983,8 @@ fn verify_judges_by_the_record_and_explains_against_the_reference() {
     // Only the image the record disagrees with is explained.
     assert_eq!(report.explanations.len(), 1, "{:?}", report.explanations);
     assert!(
-        report.explanations[0].starts_with(
-            "static-debian12:latest (amd64): the reference layout"
-        ) && report.explanations[0].contains("holds the rebuilt image: the record differs"),
+        report.explanations[0].starts_with("static-debian12:latest (amd64): the reference layout")
+            && report.explanations[0].contains("holds the rebuilt image: the record differs"),
         "{:?}",
         report.explanations
     );

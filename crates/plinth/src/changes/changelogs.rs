@@ -89,7 +89,12 @@ impl<'a> Changelogs<'a> {
         result
     }
 
-    fn read_deb(&self, lock: &Lockfile, package: &LockedPackage, doc: &str) -> Result<Found, String> {
+    fn read_deb(
+        &self,
+        lock: &Lockfile,
+        package: &LockedPackage,
+        doc: &str,
+    ) -> Result<Found, String> {
         let archive = lock
             .archive_of(&package.suite)
             .ok_or_else(|| format!("suite {} is not among the lock's releases", package.suite))?;
@@ -104,8 +109,7 @@ impl<'a> Changelogs<'a> {
         for e in &deb.entries {
             match &e.kind {
                 EntryKind::File(bytes)
-                    if e
-                        .path
+                    if e.path
                         .strip_prefix(&dir)
                         .and_then(|rest| rest.strip_prefix("/changelog.Debian"))
                         .is_some_and(|rest| {
@@ -117,7 +121,8 @@ impl<'a> Changelogs<'a> {
                 }
                 EntryKind::Symlink(target) if e.path == dir => {
                     let owner = target.trim_end_matches('/').rsplit('/').next();
-                    if let Some(owner) = owner.filter(|o| !o.is_empty() && *o != "." && *o != "..") {
+                    if let Some(owner) = owner.filter(|o| !o.is_empty() && *o != "." && *o != "..")
+                    {
                         return Ok(Found::LinkTo(owner.to_owned()));
                     }
                 }

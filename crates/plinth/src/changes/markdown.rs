@@ -108,7 +108,10 @@ fn distribution(out: &mut String, d: &DistributionChanges) {
                 c.package,
                 change_label(c),
                 versions(c),
-                c.new_suite.as_deref().or(c.old_suite.as_deref()).unwrap_or(""),
+                c.new_suite
+                    .as_deref()
+                    .or(c.old_suite.as_deref())
+                    .unwrap_or(""),
                 c.architectures.join(", "),
                 c.images
                     .iter()
@@ -197,7 +200,11 @@ fn decisions(out: &mut String, d: &DistributionChanges) {
     if d.new_dependencies.is_empty() && d.unused_exclusions.is_empty() {
         return;
     }
-    let _ = writeln!(out, "### Decisions for the image definitions ({})\n", d.distribution);
+    let _ = writeln!(
+        out,
+        "### Decisions for the image definitions ({})\n",
+        d.distribution
+    );
     for n in &d.new_dependencies {
         let _ = writeln!(
             out,
@@ -316,11 +323,7 @@ fn capitalised(word: &str) -> String {
 
 /// A code fence longer than any run of backticks in `text`.
 fn fence_for(text: &str) -> String {
-    let longest = text
-        .split(|c| c != '`')
-        .map(str::len)
-        .max()
-        .unwrap_or(0);
+    let longest = text.split(|c| c != '`').map(str::len).max().unwrap_or(0);
     "`".repeat(longest.max(2) + 1)
 }
 

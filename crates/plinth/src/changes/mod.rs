@@ -158,8 +158,7 @@ impl ChangeReport {
                     .changes
                     .iter()
                     .map(|c| {
-                        let change =
-                            describe(&project.definitions, apps, r, c, &mut changelogs);
+                        let change = describe(&project.definitions, apps, r, c, &mut changelogs);
                         progress.step(&c.package);
                         change
                     })
@@ -254,7 +253,12 @@ fn describe(
     c: &PackageChange,
     changelogs: &mut Changelogs<'_>,
 ) -> Change {
-    let first_arch = c.architectures.iter().next().map(String::as_str).unwrap_or("");
+    let first_arch = c
+        .architectures
+        .iter()
+        .next()
+        .map(String::as_str)
+        .unwrap_or("");
     let old = r.old.as_ref().and_then(|l| l.find(first_arch, &c.package));
     let new = r.new.find(first_arch, &c.package);
     let locked = new.or(old);
@@ -318,7 +322,10 @@ fn describe(
 /// the old source version up to the new version, binNMU included (its
 /// entry carries the binary version `<source>+bN`).
 fn range(old: &LockedPackage, new: &LockedPackage) -> (String, String) {
-    let upper = if new.version.starts_with(&format!("{}+b", new.source_version)) {
+    let upper = if new
+        .version
+        .starts_with(&format!("{}+b", new.source_version))
+    {
         new.version.clone()
     } else {
         new.source_version.clone()

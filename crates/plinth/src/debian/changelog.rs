@@ -50,10 +50,10 @@ pub fn parse(text: &str) -> Vec<ChangelogEntry> {
             continue;
         }
         lines.push(line);
-        if line.starts_with(" -- ") {
-            if let Some((e, lines)) = current.take() {
-                entries.push(finish(e, &lines));
-            }
+        if line.starts_with(" -- ")
+            && let Some((e, lines)) = current.take()
+        {
+            entries.push(finish(e, &lines));
         }
     }
     if let Some((e, lines)) = current.take() {
@@ -65,19 +65,13 @@ pub fn parse(text: &str) -> Vec<ChangelogEntry> {
 /// The entries newer than `old` up to and including `new`: what an
 /// upgrade from `old` to `new` brings. Entries whose version cannot be
 /// parsed are left out.
-pub fn between<'a>(
-    entries: &'a [ChangelogEntry],
-    old: &str,
-    new: &str,
-) -> Vec<&'a ChangelogEntry> {
+pub fn between<'a>(entries: &'a [ChangelogEntry], old: &str, new: &str) -> Vec<&'a ChangelogEntry> {
     let (Ok(old), Ok(new)) = (Version::parse(old), Version::parse(new)) else {
         return Vec::new();
     };
     entries
         .iter()
-        .filter(|e| {
-            Version::parse(&e.version).is_ok_and(|v| v > old && v <= new)
-        })
+        .filter(|e| Version::parse(&e.version).is_ok_and(|v| v > old && v <= new))
         .collect()
 }
 
@@ -90,7 +84,10 @@ pub fn cves(text: &str) -> Vec<String> {
         let start = from + i;
         from = start + 4;
         let year = &bytes[from..bytes.len().min(from + 4)];
-        if year.len() < 4 || !year.iter().all(u8::is_ascii_digit) || bytes.get(from + 4) != Some(&b'-') {
+        if year.len() < 4
+            || !year.iter().all(u8::is_ascii_digit)
+            || bytes.get(from + 4) != Some(&b'-')
+        {
             continue;
         }
         let digits = bytes[from + 5..]
@@ -180,7 +177,13 @@ End:
         let entries = parse(CHANGELOG);
         let heads: Vec<(&str, &str, &str)> = entries
             .iter()
-            .map(|e| (e.version.as_str(), e.distribution.as_str(), e.urgency.as_str()))
+            .map(|e| {
+                (
+                    e.version.as_str(),
+                    e.distribution.as_str(),
+                    e.urgency.as_str(),
+                )
+            })
             .collect();
         assert_eq!(
             heads,
@@ -193,7 +196,11 @@ End:
         assert_eq!(entries[0].source, "libzstd");
         assert_eq!(entries[0].cves, ["CVE-2025-11111", "CVE-2025-2222"]);
         assert!(entries[1].cves.is_empty());
-        assert!(entries[0].text.starts_with("libzstd (1.5.7+dfsg-1+deb13u1)"));
+        assert!(
+            entries[0]
+                .text
+                .starts_with("libzstd (1.5.7+dfsg-1+deb13u1)")
+        );
         assert!(entries[0].text.ends_with("+0000"), "{}", entries[0].text);
         assert!(!entries[2].text.contains("history"));
     }

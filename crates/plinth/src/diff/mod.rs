@@ -144,12 +144,8 @@ pub fn diff(old: &Side, new: &Side, progress: &dyn Progress) -> Result<ImagesDif
             if ra.as_ref().map(|r| &r.digest) == rb.as_ref().map(|r| &r.digest) {
                 out.unchanged += usize::from(ra.is_some());
             } else {
-                let platforms = platforms_diff(
-                    (&a, ra.as_ref()),
-                    (&b, rb.as_ref()),
-                    &mut trees,
-                )
-                .map_err(|e| Error::Output(format!("{name}:{tag}: {e}")))?;
+                let platforms = platforms_diff((&a, ra.as_ref()), (&b, rb.as_ref()), &mut trees)
+                    .map_err(|e| Error::Output(format!("{name}:{tag}: {e}")))?;
                 out.tags.push(TagDiff {
                     repository: name.clone(),
                     tag: tag.clone(),
@@ -235,8 +231,13 @@ fn platforms_diff(
             m.map(|(_, m)| m.layers.iter().map(|l| l.size).sum::<u64>())
         };
         let layers = |m: Option<&(String, Manifest)>| {
-            m.map(|(_, m)| m.layers.iter().map(|l| l.digest.clone()).collect::<Vec<_>>())
-                .unwrap_or_default()
+            m.map(|(_, m)| {
+                m.layers
+                    .iter()
+                    .map(|l| l.digest.clone())
+                    .collect::<Vec<_>>()
+            })
+            .unwrap_or_default()
         };
         let (la, lb) = (layers(a), layers(b));
         let mut diff = PlatformDiff {
@@ -314,7 +315,11 @@ struct Trees {
 }
 
 impl Trees {
-    fn merged(&mut self, repo: &Repository<'_>, manifest: Option<&Manifest>) -> Result<Arc<TreeSummary>> {
+    fn merged(
+        &mut self,
+        repo: &Repository<'_>,
+        manifest: Option<&Manifest>,
+    ) -> Result<Arc<TreeSummary>> {
         let Some(manifest) = manifest else {
             return Ok(Arc::default());
         };
@@ -327,9 +332,8 @@ impl Trees {
             let layer = match self.layers.get(&desc.digest) {
                 Some(l) => l.clone(),
                 None => {
-                    let summary = TreeSummary::of_layer(&repo.read(desc)?).map_err(|e| {
-                        Error::Output(format!("layer {}: {e}", desc.digest))
-                    })?;
+                    let summary = TreeSummary::of_layer(&repo.read(desc)?)
+                        .map_err(|e| Error::Output(format!("layer {}: {e}", desc.digest)))?;
                     let summary = Arc::new(summary);
                     self.layers.insert(desc.digest.clone(), summary.clone());
                     summary

@@ -21,7 +21,10 @@ pub enum Side {
     /// A registry: `client`'s target prefix is the repository itself
     /// (compared with one layout) or the prefix of every repository
     /// (compared with a directory of layouts); `tag` limits it to one tag.
-    Registry { client: Client, tag: Option<String> },
+    Registry {
+        client: Box<Client>,
+        tag: Option<String>,
+    },
 }
 
 impl Side {
@@ -61,7 +64,7 @@ impl Side {
         }
         let credentials = Credentials::from_environment(&target.host)?;
         Ok(Side::Registry {
-            client: Client::new(target, credentials, ClientOptions::default()),
+            client: Box::new(Client::new(target, credentials, ClientOptions::default())),
             tag,
         })
     }
@@ -230,19 +233,17 @@ impl Repository<'_> {
                     bytes,
                 }))
             }
-            Repository::Registry { client, repository } => {
-                Ok(client
-                    .get_manifest(repository, tag)?
-                    .map(|(media_type, bytes)| Resolved {
-                        digest: sha256_digest(&bytes),
-                        media_type: if media_type.is_empty() {
-                            manifest_media_type(&bytes)
-                        } else {
-                            media_type
-                        },
-                        bytes,
-                    }))
-            }
+            Repository::Registry { client, repository } => Ok(client
+                .get_manifest(repository, tag)?
+                .map(|(media_type, bytes)| Resolved {
+                    digest: sha256_digest(&bytes),
+                    media_type: if media_type.is_empty() {
+                        manifest_media_type(&bytes)
+                    } else {
+                        media_type
+                    },
+                    bytes,
+                })),
         }
     }
 
@@ -254,18 +255,19 @@ impl Repository<'_> {
             }
             Repository::Registry { client, repository } => {
                 let bytes = if is_manifest(&desc.media_type) {
-                    let (_, bytes) = client
-                        .get_manifest(repository, &desc.digest)?
-                        .ok_or_else(|| {
-                            Error::Output(format!(
-                                "{}: manifest {} is missing",
-                                client.place(repository),
-                                desc.digest
-                            ))
-                        })?;
+                    let (_, bytes) =
+                        client
+                            .get_manifest(repository, &desc.digest)?
+                            .ok_or_else(|| {
+                                Error::Output(format!(
+                                    "{}: manifest {} is missing",
+                                    client.place(repository),
+                                    desc.digest
+                                ))
+                            })?;
                     bytes
                 } else {
-                    client.get_blob(repository, &desc.digest)?
+                    client.get_blob(repository, &desc.digest, desc.size)?
                 };
                 let actual = sha256_digest(&bytes);
                 if actual != desc.digest {

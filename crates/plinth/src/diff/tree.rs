@@ -131,7 +131,10 @@ fn status_record(path: &str, bytes: &[u8]) -> Option<(String, String)> {
     let text = std::str::from_utf8(bytes).ok()?;
     let stanzas = control::parse(text).ok()?;
     let stanza = stanzas.first()?;
-    Some((stanza.get("Package")?.to_owned(), stanza.get("Version")?.to_owned()))
+    Some((
+        stanza.get("Package")?.to_owned(),
+        stanza.get("Version")?.to_owned(),
+    ))
 }
 
 /// How one path differs between two trees.

@@ -16,6 +16,10 @@ use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 /// What a manifest request accepts: plinth pushes only OCI documents.
+/// The most bytes one response may carry: manifests are a few KiB and a
+/// distroless layer a few MiB; anything beyond is refused unread.
+const MAX_RESPONSE_BYTES: u64 = 1 << 30;
+
 const ACCEPT_MANIFESTS: &str = "application/vnd.oci.image.index.v1+json, \
     application/vnd.oci.image.manifest.v1+json, \
     application/vnd.docker.distribution.manifest.list.v2+json, \
@@ -320,13 +324,23 @@ impl Client {
         }
     }
 
-    /// The bytes of blob `digest` in `repository`, checked against it.
-    pub fn get_blob(&self, repository: &str, digest: &str) -> Result<Vec<u8>> {
+    /// The bytes of blob `digest` in `repository`, checked against it and
+    /// against the `size` its descriptor gives.
+    pub fn get_blob(&self, repository: &str, digest: &str, size: u64) -> Result<Vec<u8>> {
         let url = self.url(repository, &format!("blobs/{digest}"));
         let what = format!("reading blob {digest}");
         let reply = self.request("GET", &url, repository, &[], &[], &what)?;
         if reply.status != 200 {
             return Err(self.error(repository, format!("{what}: {}", reply.reason())));
+        }
+        if reply.body.len() as u64 != size {
+            return Err(self.error(
+                repository,
+                format!(
+                    "{what}: the registry sent {} bytes, the descriptor says {size}",
+                    reply.body.len()
+                ),
+            ));
         }
         let actual = sha256_digest(&reply.body);
         if actual != digest {
@@ -464,8 +478,14 @@ impl Client {
         let mut bytes = Vec::new();
         if method != "HEAD" {
             body.into_reader()
+                .take(MAX_RESPONSE_BYTES + 1)
                 .read_to_end(&mut bytes)
                 .map_err(|e| format!("reading the response: {e}"))?;
+            if bytes.len() as u64 > MAX_RESPONSE_BYTES {
+                return Err(format!(
+                    "the response is larger than {MAX_RESPONSE_BYTES} bytes"
+                ));
+            }
         }
         Ok(Reply {
             status,
