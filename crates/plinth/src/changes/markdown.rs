@@ -12,6 +12,7 @@ use std::fmt::Write as _;
 use super::{Change, ChangeReport, DistributionChanges};
 use crate::diff::{ImagesDiff, PlatformDiff, megabytes, short};
 use crate::lockfile::ChangeKind;
+use crate::support::time::rfc3339;
 
 /// GitHub refuses pull-request bodies above 65536 characters.
 const MAX_BODY: usize = 60_000;
@@ -96,6 +97,19 @@ fn distribution(out: &mut String, d: &DistributionChanges) {
         })
         .collect();
     let _ = writeln!(out, "Release files: {}.\n", moved.join("; "));
+    if !d.current
+        && let Some(old) = d.old_epoch.filter(|old| *old != d.new_epoch)
+    {
+        let when = |epoch: u64| rfc3339(epoch).unwrap_or_else(|_| epoch.to_string());
+        let _ = writeln!(
+            out,
+            "The epoch moves from {} to {}: every image of {} is rebuilt with new \
+             timestamps, including those no changed package touches.\n",
+            when(old),
+            when(d.new_epoch),
+            d.distribution
+        );
+    }
     if d.changes.is_empty() {
         let _ = writeln!(out, "No package changes in `{}`.\n", d.lockfile);
     } else {

@@ -63,6 +63,12 @@ pub struct DistributionChanges {
     pub current: bool,
     /// The Release files, as locked before and as found now.
     pub releases: Vec<ReleaseChange>,
+    /// The lock's epoch (every timestamp in the images) before and after.
+    /// When a re-lock moves it, every image of the distribution gets new
+    /// digests, not only those a changed package touches.
+    #[serde(default)]
+    pub old_epoch: Option<u64>,
+    pub new_epoch: u64,
     pub changes: Vec<Change>,
     /// Exclusions in the definitions that no package needs any more.
     pub unused_exclusions: Vec<UnusedExclusion>,
@@ -174,6 +180,8 @@ impl ChangeReport {
                         .to_string(),
                     current: r.is_current(),
                     releases: releases(r),
+                    old_epoch: r.old.as_ref().map(|o| o.epoch),
+                    new_epoch: r.new.epoch,
                     new_dependencies: new_dependencies(diff.changes.as_slice(), &r.new),
                     unused_exclusions: unused_exclusions(&project.definitions, r),
                     changes,
