@@ -301,11 +301,11 @@ fn images_section(out: &mut String, images: &ImagesDiff) {
         }
         let _ = writeln!(
             out,
-            "<details><summary>{}: {} packages, {} paths changed, {} paths with a new mtime only</summary>\n",
+            "<details><summary>{}: {}, {} changed, {} with a new mtime only</summary>\n",
             places.join(", "),
-            p.packages.len(),
-            p.files.len(),
-            p.mtime_only
+            count(p.packages.len(), "package", "packages"),
+            count(p.files.len(), "path", "paths"),
+            count(p.mtime_only, "path", "paths")
         );
         for pkg in &p.packages {
             let _ = writeln!(out, "- {}", pkg.describe());
@@ -359,4 +359,9 @@ fn cut(mut body: String) -> String {
     body.truncate(at);
     body.push_str("\n\n[… cut to fit a pull-request body; the JSON report has everything]\n");
     body
+}
+
+/// `1 package`, `2 packages`.
+fn count(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
 }
