@@ -191,7 +191,12 @@ fn lock(root: &Path, runs: usize) -> Result<()> {
     println!(
         "re-lock (offline, {} distributions, {} architectures): median {:.3} s over {runs} runs",
         scratch_project.definitions.distributions().count(),
-        scratch_project.definitions.settings.architectures.len(),
+        scratch_project
+            .definitions
+            .distributions()
+            .flat_map(|(d, _)| scratch_project.definitions.architectures(d))
+            .collect::<std::collections::BTreeSet<_>>()
+            .len(),
         relock.as_secs_f64()
     );
     println!(

@@ -12,8 +12,13 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use plinth::Project;
+use plinth::changes::ChangeReport;
 use plinth::download::cache::Cache;
+use plinth::download::http::Fetcher;
+use plinth::download::mirrors::Mirrors;
+use plinth::download::pool::Pool;
 use plinth::lock::LockOptions;
+use plinth::net::Network;
 
 #[derive(Parser)]
 #[command(
@@ -30,6 +35,10 @@ struct Cli {
     /// Worker threads (default: the number of CPUs). Outputs never depend on it.
     #[arg(long, global = true, value_name = "N")]
     jobs: Option<usize>,
+    /// The repository to work in (its images/, keys/, lockfiles/); default:
+    /// this workspace.
+    #[arg(long, global = true, value_name = "DIR")]
+    project: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -39,13 +48,22 @@ enum Command {
     /// Resolve the images' packages against the signed archive and write lockfiles/.
     Lock {
         /// Without the network: fail if the lockfiles do not match images/.
-        #[arg(long)]
+        #[arg(long, conflicts_with_all = ["check_upstream", "report"])]
         check: bool,
         /// Accept a Release older than the one the lockfile records (going
         /// back to an older snapshot on purpose); without it such a Release
         /// is refused as a replay.
         #[arg(long, conflicts_with = "check")]
         allow_downgrade: bool,
+        /// Re-resolve against the archive and write no lockfile: exit 0 when
+        /// the lockfiles are current, 1 (with what changed) when the archive
+        /// has moved.
+        #[arg(long)]
+        check_upstream: bool,
+        /// Write the change report to FILE.md and FILE.json (a .md or .json
+        /// extension on FILE is replaced).
+        #[arg(long, value_name = "FILE")]
+        report: Option<PathBuf>,
     },
     /// Build every image (or the named ones and what they stand on) from the lockfiles.
     Images {
@@ -78,6 +96,22 @@ enum Command {
     Keygen(signing::KeygenArgs),
     /// Push the built images, their tags and SBOMs to an OCI registry, exactly as built.
     Publish(publish::PublishArgs),
+    /// Which tags differ between two sets of images, and per architecture
+    /// how: digests, sizes, packages and files.
+    Diff {
+        /// The older images: a layout directory, a directory of layouts
+        /// (target/images) or a registry reference HOST[:PORT]/PATH[:TAG].
+        old: String,
+        /// The newer images, likewise.
+        new: String,
+        /// Add the differences to the change report FILE.md / FILE.json
+        /// (made by `lock --report`), or start one.
+        #[arg(long, value_name = "FILE")]
+        report: Option<PathBuf>,
+        /// Plain HTTP, for a registry on a loopback address.
+        #[arg(long)]
+        insecure: bool,
+    },
     /// Benchmarks from a warm cache, each beside a floor measured in the same run.
     Bench {
         #[command(subcommand)]
@@ -104,7 +138,12 @@ fn run(cli: Cli) -> Result<()> {
             .build_global()
             .context("setting up worker threads")?;
     }
-    let root = project_root();
+    let root = match &cli.project {
+        Some(dir) => {
+            std::path::absolute(dir).with_context(|| format!("--project {}", dir.display()))?
+        }
+        None => project_root(),
+    };
     match cli.command {
         Command::Lock { check: true, .. } => {
             let project = Project::open(&root)?;
@@ -114,28 +153,15 @@ fn run(cli: Cli) -> Result<()> {
         Command::Lock {
             check: false,
             allow_downgrade,
-        } => {
-            let project = Project::open(&root)?;
-            let cache = Cache::from_env()?;
-            let options = LockOptions {
-                offline: cli.offline,
-                allow_downgrade,
-                ..LockOptions::default()
-            };
-            let report = plinth::lock::lock(&project, &cache, &options, &progress::Bars::new())?;
-            for w in &report.warnings {
-                eprintln!("warning: {w}");
-            }
-            for diff in &report.diffs {
-                print!("{diff}");
-            }
-            for path in &report.written {
-                println!(
-                    "wrote {}",
-                    path.strip_prefix(&root).unwrap_or(path).display()
-                );
-            }
-        }
+            check_upstream,
+            report,
+        } => lock(
+            &root,
+            cli.offline,
+            allow_downgrade,
+            check_upstream,
+            report.as_deref(),
+        )?,
         Command::Images {
             names,
             out,
@@ -199,6 +225,12 @@ fn run(cli: Cli) -> Result<()> {
             for line in &report.differences {
                 eprintln!("{line}");
             }
+            if !report.explanations.is_empty() {
+                eprintln!("against the layouts in {}:", reference.display());
+                for line in &report.explanations {
+                    eprintln!("{line}");
+                }
+            }
             if !report.differences.is_empty() {
                 anyhow::bail!(
                     "{} differences between the rebuild and the recorded digests",
@@ -210,8 +242,97 @@ fn run(cli: Cli) -> Result<()> {
                 report.tags
             );
         }
+        Command::Diff {
+            old,
+            new,
+            report,
+            insecure,
+        } => {
+            let old = plinth::diff::source::Side::parse(&old, insecure)?;
+            let new = plinth::diff::source::Side::parse(&new, insecure)?;
+            let diff = plinth::diff::diff(&old, &new, &progress::Bars::new())?;
+            print!("{diff}");
+            if let Some(path) = report {
+                let mut changes = ChangeReport::read(&path)?.unwrap_or_default();
+                changes.images = Some(diff);
+                let (md, json) = changes.write(&path)?;
+                println!("wrote {} and {}", md.display(), json.display());
+            }
+        }
         Command::Bench { what } => bench::run(&root, what)?,
         Command::Publish(args) => publish::run(&root, args)?,
+    }
+    Ok(())
+}
+
+/// `cargo xtask lock`: re-resolve, say what changed, write the report if
+/// asked; then write the lockfiles, or with `check_upstream` fail if any
+/// is behind the archive.
+fn lock(
+    root: &std::path::Path,
+    offline: bool,
+    allow_downgrade: bool,
+    check_upstream: bool,
+    report: Option<&std::path::Path>,
+) -> Result<()> {
+    let project = Project::open(root)?;
+    let cache = Cache::from_env()?;
+    let options = LockOptions {
+        offline,
+        allow_downgrade,
+        ..LockOptions::default()
+    };
+    let relock = plinth::lock::relock(&project, &cache, &options, &progress::Bars::new())?;
+    for w in &relock.warnings {
+        eprintln!("warning: {w}");
+    }
+    for diff in relock.diffs() {
+        print!("{diff}");
+    }
+    if let Some(path) = report {
+        let apps = plinth::apps::discover(root, &cargo(), &project.definitions)?;
+        let fetcher = match offline {
+            true => None,
+            false => Some(Fetcher::new(
+                &Network::for_project(&options.network, &project)?,
+                options.fetch.clone(),
+            )),
+        };
+        let pool = Pool::new(
+            &cache,
+            Mirrors::resolve(&project.definitions.settings, &options.apt_dir)?,
+            fetcher,
+        );
+        let changes = ChangeReport::new(
+            &project,
+            &relock.distributions,
+            &apps,
+            &pool,
+            &progress::Bars::new(),
+        );
+        let (md, json) = changes.write(path)?;
+        println!("wrote {} and {}", md.display(), json.display());
+    }
+    if check_upstream {
+        let behind: Vec<&str> = relock
+            .distributions
+            .iter()
+            .filter(|d| !d.is_current())
+            .map(|d| d.distribution.as_str())
+            .collect();
+        anyhow::ensure!(
+            behind.is_empty(),
+            "the archive has moved since the lockfiles of {} were made; `cargo xtask lock` updates them",
+            behind.join(", ")
+        );
+        println!("lockfiles are current with the archive");
+        return Ok(());
+    }
+    for path in relock.write()? {
+        println!(
+            "wrote {}",
+            path.strip_prefix(root).unwrap_or(&path).display()
+        );
     }
     Ok(())
 }

@@ -1,7 +1,8 @@
 //! End-to-end proof of the SBOMs and of `cargo xtask verify`: every SBOM
 //! passes the reference validators, lists exactly the packages whose
-//! `status.d` records the image holds, and `verify` names the layer and the
-//! paths of a layout that was changed after the build.
+//! `status.d` records the image holds, and `verify` judges by the record:
+//! a stale reference layout does not fail it, and a rebuild that differs
+//! from the record is explained by layer and path against the reference.
 
 mod support;
 
@@ -218,8 +219,11 @@ fn sbom_packages_are_exactly_the_status_d_records() {
     assert_eq!(checked, per_arch_documents());
 }
 
-#[test]
-fn verify_names_the_layer_and_paths_that_changed() {
+/// A copy of `static-debian13` whose bottom layer of `latest-amd64` has
+/// three entries changed in place, under the same blob name, as a
+/// tampered or mis-built layout (or another branch's build) would be.
+/// Returns the directory holding the copy and the layer's epoch.
+fn tampered_reference() -> (tempfile::TempDir, u64) {
     let out = built();
     let copy = tempfile::tempdir().unwrap();
     let repo = "static-debian13";
@@ -231,9 +235,6 @@ fn verify_names_the_layer_and_paths_that_changed() {
         .unwrap();
     assert!(status.success());
     let layout = copy.path().join(repo);
-
-    // Change three entries of the bottom layer of latest-amd64 in place,
-    // under the same blob name, as a tampered or mis-built layout would be.
     let index = plinth::oci::read_layout(&layout).unwrap();
     let manifest: plinth::oci::Manifest =
         plinth::oci::read_json(&layout, index.find_ref("latest-amd64").unwrap()).unwrap();
@@ -257,7 +258,12 @@ fn verify_names_the_layer_and_paths_that_changed() {
     }
     let tampered = plinth::layer::write_layer(&entries, epoch).unwrap();
     std::fs::write(&blob_path, &tampered.blob).unwrap();
+    (copy, epoch)
+}
 
+#[test]
+fn verify_judges_by_the_record_not_by_a_stale_reference() {
+    let (copy, _) = tampered_reference();
     let run = xtask()
         .arg("verify")
         .arg("--against")
@@ -266,8 +272,63 @@ fn verify_names_the_layer_and_paths_that_changed() {
         .unwrap();
     let stderr = String::from_utf8_lossy(&run.stderr);
     assert!(
+        run.status.success(),
+        "verify failed though the rebuild matches the record:\n{stderr}"
+    );
+    assert!(!stderr.contains("layer 1"), "{stderr}");
+    assert!(
+        String::from_utf8_lossy(&run.stdout).contains("match lockfiles/digests.toml"),
+        "{}",
+        String::from_utf8_lossy(&run.stdout)
+    );
+}
+
+#[test]
+fn verify_explains_a_mismatch_with_the_record_by_layer_and_path() {
+    let (copy, epoch) = tampered_reference();
+    // A project whose record of static-debian13:latest (amd64) is wrong.
+    let project = tempfile::tempdir().unwrap();
+    let repo_root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    for dir in ["images", "keys", "lockfiles"] {
+        let status = Command::new("cp")
+            .arg("-a")
+            .arg(repo_root.join(dir))
+            .arg(project.path())
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+    let record = plinth::digests::RecordedDigests::path(&project.path().join("lockfiles"));
+    let mut recorded = plinth::digests::RecordedDigests::read(&record).unwrap();
+    let tag = recorded
+        .image
+        .iter_mut()
+        .find(|t| t.repository == "static-debian13" && t.tag == "latest")
+        .unwrap();
+    let amd64 = tag
+        .platform
+        .iter_mut()
+        .find(|p| p.architecture == "amd64")
+        .unwrap();
+    amd64.manifest = format!("sha256:{}", "0".repeat(64));
+    recorded.write(&record).unwrap();
+
+    let run = xtask()
+        .arg("--project")
+        .arg(project.path())
+        .arg("verify")
+        .arg("--against")
+        .arg(copy.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(
         !run.status.success(),
-        "verify passed on a tampered layout:\n{stderr}"
+        "verify passed against a wrong record:\n{stderr}"
+    );
+    assert!(
+        stderr.contains("static-debian13:latest (amd64): manifest digest sha256:"),
+        "{stderr}"
     );
     let prefix = "static-debian13:latest (amd64): layer 1";
     let line = |path: &str| {
@@ -293,4 +354,9 @@ fn verify_names_the_layer_and_paths_that_changed() {
         })
         .collect();
     assert!(others.is_empty(), "unexpected differences: {others:?}");
+    // Only the image the record disagrees with is explained.
+    assert!(
+        !stderr.contains("static-debian13:latest (arm64)"),
+        "{stderr}"
+    );
 }

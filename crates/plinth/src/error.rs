@@ -15,6 +15,7 @@ use crate::definitions::DefinitionError;
 use crate::download::cache::CacheError;
 use crate::download::http::FetchError;
 use crate::download::mirrors::MirrorError;
+use crate::download::pool::PoolError;
 use crate::lock::LockError;
 use crate::lockfile::LockfileError;
 use crate::net::NetError;
@@ -36,6 +37,8 @@ pub enum Error {
     Cache(#[from] CacheError),
     #[error(transparent)]
     Net(#[from] NetError),
+    #[error(transparent)]
+    Pool(#[from] PoolError),
     #[error(transparent)]
     Lock(#[from] LockError),
     #[error(transparent)]

@@ -9,12 +9,18 @@
 //!    one root file system per layer ([`rootfs`]) → gzip [`layer`]s →
 //!    OCI image layouts ([`oci`]) with SBOMs ([`sbom`]) → the record of
 //!    every digest ([`digests`]); application images ([`apps`]) on top.
-//! 3. [`verify`]: rebuild from scratch and compare with the record.
+//! 3. [`verify`]: rebuild from scratch and compare with the record;
+//!    [`diff`]: compare two sets of images, tag by tag, down to packages
+//!    and files.
 //! 4. [`publish`]: push the layouts, as built, through a [`registry`]
 //!    client; with a key, signed and attested ([`sign`], [`provenance`]).
 //! 5. [`published`]: what a consumer checks before building on a
 //!    published image: digests as recorded, signatures and attestations
 //!    by the platform team's key.
+//!
+//! Keeping images current: [`lock::relock`] re-resolves without writing,
+//! and [`changes`] says what a re-lock changes (changelogs, CVEs, the
+//! images it touches, and once rebuilt the image differences).
 //!
 //! Below the stages sit the formats they share, which never call a stage:
 //! [`debian`] (control files, versions, `.deb`s, copyright), [`tarfs`]
@@ -28,8 +34,10 @@
 
 pub mod apps;
 pub mod build;
+pub mod changes;
 pub mod debian;
 pub mod definitions;
+pub mod diff;
 pub mod digests;
 pub mod download;
 pub mod error;

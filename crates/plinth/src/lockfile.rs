@@ -3,8 +3,10 @@
 //! byte-identical and an upgrade is a small readable diff.
 //!
 //! It owns the format, the freshness check against the definitions (which
-//! needs no network), and the diff a re-lock prints. A build reads every
-//! lockfile once, through [`Lockfiles::load`].
+//! needs no network), whether a re-lock changed anything that matters
+//! ([`Relocked`]) and the diff it prints ([`LockDiff`], which names every
+//! upgrade, downgrade, addition and removal). A build reads every lockfile
+//! once, through [`Lockfiles::load`].
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -13,6 +15,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::debian::name::{PackageName, PoolPath};
+use crate::debian::version::Version;
 use crate::definitions::{Definitions, Name};
 use crate::support::digest::Sha256Hex;
 use crate::support::text::one_line;
@@ -164,6 +167,15 @@ impl Lockfile {
         self.packages(arch).iter().find(|p| p.name == name)
     }
 
+    /// The archive (`debian`, `debian-security`) suite `suite` of this lock
+    /// lives in.
+    pub fn archive_of(&self, suite: &str) -> Option<&str> {
+        self.release
+            .iter()
+            .find(|r| r.suite == suite)
+            .map(|r| r.archive.as_str())
+    }
+
     pub fn image(&self, name: &str, arch: &str) -> Option<&LockedImage> {
         self.image
             .iter()
@@ -219,81 +231,228 @@ impl Lockfiles {
     }
 }
 
-/// What a re-lock changed, for people to read.
+/// One distribution's lockfile as it is (if it could be read) and as a
+/// re-lock against the archive made it.
+#[derive(Debug, Clone)]
+pub struct Relocked {
+    pub distribution: String,
+    pub path: PathBuf,
+    pub old: Option<Lockfile>,
+    pub new: Lockfile,
+}
+
+impl Relocked {
+    /// Whether the lockfile already says what the archive says: the same
+    /// definitions, images and packages. Release files signed again since
+    /// (the security suite's are, every few days) do not count: they
+    /// change no package and so no image.
+    pub fn is_current(&self) -> bool {
+        self.old.as_ref().is_some_and(|old| {
+            old.definitions_sha256 == self.new.definitions_sha256
+                && old.image == self.new.image
+                && old.package == self.new.package
+        })
+    }
+
+    pub fn diff(&self) -> LockDiff {
+        LockDiff::between(&self.distribution, self.old.as_ref(), &self.new)
+    }
+}
+
+/// Whether `suite` is a security suite (`trixie-security`, or the older
+/// `bookworm/updates` naming), whose updates fix vulnerabilities.
+pub fn is_security_suite(suite: &str) -> bool {
+    suite.ends_with("-security") || suite.ends_with("/updates")
+}
+
+/// What a re-lock changed in one distribution, for people to read: every
+/// package added, removed, upgraded, downgraded or moved, with the
+/// architectures where it did.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct LockDiff {
     pub distribution: String,
-    /// (name, version) → architectures
-    pub added: BTreeMap<(String, String), BTreeSet<String>>,
-    pub removed: BTreeMap<(String, String), BTreeSet<String>>,
-    /// (name, old, new) → architectures
-    pub changed: BTreeMap<(String, String, String), BTreeSet<String>>,
+    /// By kind (upgraded, downgraded, added, removed, moved), then name.
+    pub changes: Vec<PackageChange>,
+}
+
+/// What happened to a package.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ChangeKind {
+    Upgraded,
+    /// A lower version than the lock had: a withdrawn update, or an
+    /// archive moved back in time.
+    Downgraded,
+    Added,
+    Removed,
+    /// The same version from another suite or another pool file.
+    Moved,
+}
+
+impl ChangeKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChangeKind::Upgraded => "upgraded",
+            ChangeKind::Downgraded => "downgraded",
+            ChangeKind::Added => "added",
+            ChangeKind::Removed => "removed",
+            ChangeKind::Moved => "moved",
+        }
+    }
+}
+
+/// One package's change, the same on each of `architectures`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct PackageChange {
+    pub kind: ChangeKind,
+    pub package: String,
+    /// Version and suite before; `None` for an added package.
+    pub old: Option<SuiteVersion>,
+    /// Version and suite after; `None` for a removed package.
+    pub new: Option<SuiteVersion>,
+    pub architectures: BTreeSet<String>,
+}
+
+/// A package version and the suite it was taken from.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct SuiteVersion {
+    pub version: String,
+    pub suite: String,
+}
+
+impl PackageChange {
+    /// Whether the new version comes from a security suite.
+    pub fn is_security(&self) -> bool {
+        self.kind != ChangeKind::Removed
+            && self
+                .new
+                .as_ref()
+                .is_some_and(|n| is_security_suite(&n.suite))
+    }
+
+    /// `1.0 → 1.1`, `1.0` for an added or removed package.
+    pub fn versions(&self) -> String {
+        match (&self.old, &self.new) {
+            (Some(o), Some(n)) if o.version != n.version => {
+                format!("{} → {}", o.version, n.version)
+            }
+            (_, Some(v)) | (Some(v), None) => v.version.clone(),
+            (None, None) => String::new(),
+        }
+    }
+
+    /// Where the new version comes from: `security update from
+    /// trixie-security`, `from trixie-updates`, `from trixie, was
+    /// trixie-security`.
+    pub fn origin(&self) -> Option<String> {
+        let new = self
+            .new
+            .as_ref()
+            .filter(|_| self.kind != ChangeKind::Removed)?;
+        let mut text = if self.is_security() && self.kind == ChangeKind::Upgraded {
+            format!("security update from {}", new.suite)
+        } else {
+            format!("from {}", new.suite)
+        };
+        if let Some(old) = &self.old
+            && old.suite != new.suite
+            && self.kind == ChangeKind::Moved
+        {
+            text.push_str(&format!(", was {}", old.suite));
+        }
+        Some(text)
+    }
 }
 
 impl LockDiff {
     pub fn between(distribution: &str, old: Option<&Lockfile>, new: &Lockfile) -> Self {
-        let mut diff = LockDiff {
-            distribution: distribution.to_owned(),
-            ..Default::default()
-        };
-        let versions = |lock: Option<&Lockfile>| {
+        type Key = (
+            ChangeKind,
+            String,
+            Option<SuiteVersion>,
+            Option<SuiteVersion>,
+        );
+        fn index(lock: Option<&Lockfile>) -> BTreeMap<(String, String), &LockedPackage> {
             let mut map = BTreeMap::new();
             for (arch, pkgs) in lock.map(|l| &l.package).into_iter().flatten() {
                 for p in pkgs {
-                    map.insert((arch.to_string(), p.name.to_string()), p.version.clone());
+                    map.insert((arch.to_string(), p.name.to_string()), p);
                 }
             }
             map
+        }
+        let (before, after) = (index(old), index(Some(new)));
+        let at = |p: &LockedPackage| SuiteVersion {
+            version: p.version.clone(),
+            suite: p.suite.to_string(),
         };
-        let (before, after) = (versions(old), versions(Some(new)));
-        for ((arch, name), v) in &after {
-            match before.get(&(arch.clone(), name.clone())) {
-                None => {
-                    diff.added
-                        .entry((name.clone(), v.clone()))
-                        .or_default()
-                        .insert(arch.clone());
+        let mut grouped: BTreeMap<Key, BTreeSet<String>> = BTreeMap::new();
+        let keys: BTreeSet<&(String, String)> = before.keys().chain(after.keys()).collect();
+        for key in keys {
+            let (arch, name) = key;
+            let (a, b) = (before.get(key).copied(), after.get(key).copied());
+            let kind = match (a, b) {
+                (None, Some(_)) => ChangeKind::Added,
+                (Some(_), None) => ChangeKind::Removed,
+                (Some(a), Some(b)) if a.version != b.version => {
+                    match (Version::parse(&a.version), Version::parse(&b.version)) {
+                        (Ok(va), Ok(vb)) if vb < va => ChangeKind::Downgraded,
+                        _ => ChangeKind::Upgraded,
+                    }
                 }
-                Some(old) if old != v => {
-                    diff.changed
-                        .entry((name.clone(), old.clone(), v.clone()))
-                        .or_default()
-                        .insert(arch.clone());
+                (Some(a), Some(b))
+                    if (&a.suite, &a.filename, &a.sha256) != (&b.suite, &b.filename, &b.sha256) =>
+                {
+                    ChangeKind::Moved
                 }
-                Some(_) => {}
-            }
+                _ => continue,
+            };
+            grouped
+                .entry((kind, name.clone(), a.map(at), b.map(at)))
+                .or_default()
+                .insert(arch.clone());
         }
-        for ((arch, name), v) in &before {
-            if !after.contains_key(&(arch.clone(), name.clone())) {
-                diff.removed
-                    .entry((name.clone(), v.clone()))
-                    .or_default()
-                    .insert(arch.clone());
-            }
+        LockDiff {
+            distribution: distribution.to_owned(),
+            changes: grouped
+                .into_iter()
+                .map(|((kind, package, old, new), architectures)| PackageChange {
+                    kind,
+                    package,
+                    old,
+                    new,
+                    architectures,
+                })
+                .collect(),
         }
-        diff
     }
 
     pub fn is_empty(&self) -> bool {
-        self.added.is_empty() && self.removed.is_empty() && self.changed.is_empty()
+        self.changes.is_empty()
     }
 }
 
 impl fmt::Display for LockDiff {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let archs = |a: &BTreeSet<String>| a.iter().cloned().collect::<Vec<_>>().join(", ");
         if self.is_empty() {
             return writeln!(f, "{}: no package changes", self.distribution);
         }
         writeln!(f, "{}:", self.distribution)?;
-        for ((name, old, new), a) in &self.changed {
-            writeln!(f, "  upgraded {name} {old} → {new} ({})", archs(a))?;
-        }
-        for ((name, v), a) in &self.added {
-            writeln!(f, "  added    {name} {v} ({})", archs(a))?;
-        }
-        for ((name, v), a) in &self.removed {
-            writeln!(f, "  removed  {name} {v} ({})", archs(a))?;
+        for c in &self.changes {
+            let archs = c
+                .architectures
+                .iter()
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(", ");
+            let origin = c.origin().map(|o| format!("; {o}")).unwrap_or_default();
+            writeln!(
+                f,
+                "  {:<10} {} {} ({archs}{origin})",
+                c.kind.as_str(),
+                c.package,
+                c.versions()
+            )?;
         }
         Ok(())
     }
@@ -356,9 +515,70 @@ mod tests {
                 .contains("[[package.amd64]]")
         );
         let text = LockDiff::between("debian13", Some(&old), &new).to_string();
-        assert!(text.contains("upgraded aa 1.0 → 1.1 (amd64)"), "{text}");
-        assert!(text.contains("added    cc 2 (amd64)"), "{text}");
-        assert!(text.contains("removed  bb 1 (amd64)"), "{text}");
+        assert_eq!(
+            text,
+            "debian13:\n\
+             \x20 upgraded   aa 1.0 → 1.1 (amd64; from trixie)\n\
+             \x20 added      cc 2 (amd64; from trixie)\n\
+             \x20 removed    bb 1 (amd64)\n"
+        );
+    }
+
+    #[test]
+    fn names_downgrades_security_updates_and_moves() {
+        let at = |package: &str, version: &str, suite: &str| LockedPackage {
+            suite: name(suite),
+            ..pkg(package, version)
+        };
+        let old = lock(vec![
+            at("aa", "1:2.0", "trixie"),
+            at("bb", "1.0~rc1", "trixie"),
+            at("cc", "3", "trixie-security"),
+            at("dd", "1", "trixie"),
+        ]);
+        let mut new = lock(vec![
+            at("aa", "1.9", "trixie"),
+            at("bb", "1.0", "trixie-security"),
+            at("cc", "3", "trixie"),
+            at("dd", "1", "trixie"),
+        ]);
+        new.package.insert(
+            name("arm64"),
+            vec![at("aa", "1.9", "trixie"), at("dd", "1", "trixie")],
+        );
+        let mut old_arm = old.clone();
+        old_arm.package.insert(
+            name("arm64"),
+            vec![at("aa", "1:2.0", "trixie"), at("dd", "1", "trixie")],
+        );
+        let diff = LockDiff::between("debian13", Some(&old_arm), &new);
+        assert_eq!(
+            diff.to_string(),
+            "debian13:\n\
+             \x20 upgraded   bb 1.0~rc1 → 1.0 (amd64; security update from trixie-security)\n\
+             \x20 downgraded aa 1:2.0 → 1.9 (amd64, arm64; from trixie)\n\
+             \x20 moved      cc 3 (amd64; from trixie, was trixie-security)\n"
+        );
+        assert!(diff.changes[0].is_security());
+        assert!(!diff.changes[1].is_security());
+
+        let relocked = |old: Option<Lockfile>, new: Lockfile| Relocked {
+            distribution: "debian13".into(),
+            path: PathBuf::from("x.lock.toml"),
+            old,
+            new,
+        };
+        assert!(!relocked(Some(old_arm.clone()), new.clone()).is_current());
+        assert!(!relocked(None, new.clone()).is_current());
+        let mut resigned = new.clone();
+        resigned.epoch += 86_400;
+        resigned.release.push(LockedRelease {
+            suite: name("trixie-security"),
+            archive: name("debian-security"),
+            date: "later".into(),
+            inrelease_sha256: Sha256Hex::of(b"later"),
+        });
+        assert!(relocked(Some(new.clone()), resigned).is_current());
     }
 
     #[test]

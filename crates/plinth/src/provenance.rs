@@ -358,7 +358,10 @@ impl<'a> Provenance<'a> {
                         annotations: Some(BTreeMap::from([
                             ("package".into(), Value::String(p.name.to_string())),
                             ("version".into(), Value::String(p.version.clone())),
-                            ("architecture".into(), Value::String(p.architecture.to_string())),
+                            (
+                                "architecture".into(),
+                                Value::String(p.architecture.to_string()),
+                            ),
                         ])),
                         ..ResourceDescriptor::default()
                     });

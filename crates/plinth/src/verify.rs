@@ -1,32 +1,38 @@
-//! `verify`: rebuild everything in a fresh directory with no layer reuse,
-//! compare with the recorded digests, and explain each difference down to
-//! the file when a reference layout is at hand.
+//! `verify`: rebuild everything in a fresh directory with no layer reuse
+//! and compare with the recorded digests, `lockfiles/digests.toml`. The
+//! record is the judge: the rebuild passes when it matches the record,
+//! whatever a reference directory holds. A reference layout (usually
+//! `target/images`, possibly another branch's build) only explains a tag
+//! that does not match the record, down to the layer and the path.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use crate::build::{BuildOptions, build};
-use crate::digests::RecordedDigests;
-use crate::digests::TagSummary;
+use crate::diff::tree::{PathChange, TreeSummary, compare, layer_limits};
+use crate::digests::{PlatformSummary, RecordedDigests, TagSummary};
 use crate::download::cache::Cache;
 use crate::error::{Error, Result};
-use crate::layer::read_layer;
 use crate::oci::{self, Manifest};
 use crate::project::{Progress, Project};
-use crate::support::digest::{sha256_digest, sha256_hex};
-use crate::tarfs::{Entry, EntryKind, TarLimits};
+use crate::support::digest::sha256_digest;
+use crate::tarfs::TarLimits;
 
 #[derive(Debug, Default)]
 pub struct VerifyReport {
     /// Tags rebuilt.
     pub tags: usize,
-    /// One line per difference; empty when everything matches.
+    /// One line per difference between the rebuild and the record; empty
+    /// when everything matches.
     pub differences: Vec<String>,
+    /// For the tags that differ from the record, how the rebuild differs
+    /// from the reference layouts: layer by layer, path by path.
+    pub explanations: Vec<String>,
 }
 
 /// Rebuilds into `options.out_dir` (which should be empty and fresh) and
-/// compares with `lockfiles/digests.toml`, and with the layouts in
-/// `reference` (usually `target/images`) when given.
+/// compares with `lockfiles/digests.toml`; a tag that differs is explained
+/// against the layouts in `reference` (usually `target/images`) when given.
 pub fn verify(
     project: &Project,
     cache: &Cache,
@@ -39,34 +45,62 @@ pub fn verify(
     let fresh = build(project, cache, &options, progress)?;
     let recorded_path = RecordedDigests::path(&project.lockfiles_dir());
     let recorded = RecordedDigests::read(&recorded_path)?;
-    let mut differences = if recorded.image.is_empty() {
-        vec![format!(
-            "{}: no recorded digests; run `cargo xtask images` and commit it",
-            recorded_path.display()
-        )]
-    } else {
-        recorded.differences(&fresh)
-    };
-    if let Some(reference) = reference.filter(|r| r.is_dir()) {
-        let limits = &project.definitions.settings.limits;
-        let limits = TarLimits {
-            entry: limits.entry.0,
-            total: limits.layer.0,
-        };
-        differences.extend(explain(&fresh, &options.out_dir, reference, &limits)?);
+    if recorded.image.is_empty() {
+        return Ok(VerifyReport {
+            tags: fresh.len(),
+            differences: vec![format!(
+                "{}: no recorded digests; run `cargo xtask images` and commit it",
+                recorded_path.display()
+            )],
+            explanations: Vec::new(),
+        });
     }
+    let differences = recorded.differences(&fresh);
+    let mismatched: Vec<(&TagSummary, Vec<&PlatformSummary>)> = fresh
+        .iter()
+        .map(|t| (t, unrecorded_platforms(&recorded, t)))
+        .filter(|(_, platforms)| !platforms.is_empty())
+        .collect();
+    let explanations = match reference.filter(|r| r.is_dir()) {
+        Some(reference) if !mismatched.is_empty() => {
+            let limits = layer_limits(&project.definitions.settings.limits);
+            explain(&mismatched, &options.out_dir, reference, &limits)?
+        }
+        _ => Vec::new(),
+    };
     Ok(VerifyReport {
         tags: fresh.len(),
         differences,
+        explanations,
     })
 }
 
-/// Compares each rebuilt per-architecture image with the same tag in the
-/// reference layouts, layer by layer and, inside a differing layer, path
-/// by path. Reference blobs are read as they are, without trusting their
-/// file names, so a layout changed in place is caught too.
+/// The per-architecture images of `tag` that the record does not hold as
+/// rebuilt.
+fn unrecorded_platforms<'a>(
+    recorded: &RecordedDigests,
+    tag: &'a TagSummary,
+) -> Vec<&'a PlatformSummary> {
+    let record = recorded
+        .image
+        .iter()
+        .find(|r| r.repository == tag.repository && r.tag == tag.tag);
+    tag.platform
+        .iter()
+        .filter(|p| {
+            record.and_then(|r| r.platform.iter().find(|x| x.architecture == p.architecture))
+                != Some(*p)
+        })
+        .collect()
+}
+
+/// Compares each rebuilt per-architecture image that the record does not
+/// hold with the same tag in the reference layouts, layer by layer and,
+/// inside a differing layer, path by path. Reference blobs are read as
+/// they are, without trusting their file names, so a layout changed in
+/// place is caught too.
 fn explain(
-    fresh: &[TagSummary],
+    tags: &[(&TagSummary, Vec<&PlatformSummary>)],
     fresh_dir: &Path,
     reference: &Path,
     limits: &TarLimits,
@@ -75,21 +109,28 @@ fn explain(
     let mut explained: BTreeSet<(String, String)> = BTreeSet::new();
     // Every tag of a repository shares most layers: hash each file once.
     let mut sums: BTreeMap<PathBuf, String> = BTreeMap::new();
-    for tag in fresh {
+    for (tag, platforms) in tags {
         let ref_dir = reference.join(&tag.repository);
         if !ref_dir.join("index.json").exists() {
+            out.push(format!(
+                "{}:{}: not in the reference layouts {}",
+                tag.repository,
+                tag.tag,
+                reference.display()
+            ));
             continue;
         }
-        for p in &tag.platform {
+        for p in platforms {
             let here = format!("{}:{} ({})", tag.repository, tag.tag, p.architecture);
             let name = format!("{}-{}", tag.tag, p.architecture);
-            let Some(ref_manifest) = manifest_of(&ref_dir, &name)? else {
+            let Some((ref_digest, ref_manifest)) = manifest_of(&ref_dir, &name)? else {
                 out.push(format!(
                     "{here}: absent from the reference layout {}",
                     ref_dir.display()
                 ));
                 continue;
             };
+            let mut same_layers = ref_manifest.layers.len() == p.layers.len();
             for (i, fresh_digest) in p.layers.iter().enumerate() {
                 let Some(ref_desc) = ref_manifest.layers.get(i) else {
                     out.push(format!(
@@ -107,7 +148,11 @@ fn explain(
                         sum
                     }
                 };
-                if &ref_sum == fresh_digest || !explained.insert((fresh_digest.clone(), ref_sum)) {
+                if &ref_sum == fresh_digest {
+                    continue;
+                }
+                same_layers = false;
+                if !explained.insert((fresh_digest.clone(), ref_sum)) {
                     continue;
                 }
                 let ref_bytes = read_raw(&ref_path)?;
@@ -121,17 +166,31 @@ fn explain(
                     ));
                 }
             }
+            if same_layers && ref_digest == p.manifest {
+                out.push(format!(
+                    "{here}: the reference layout {} holds the rebuilt image: the record differs \
+                     (run `cargo xtask images` and commit lockfiles/digests.toml)",
+                    ref_dir.display()
+                ));
+            } else if same_layers {
+                out.push(format!(
+                    "{here}: the reference has the same layers; the image config differs"
+                ));
+            }
         }
     }
     Ok(out)
 }
 
-fn manifest_of(dir: &Path, ref_name: &str) -> Result<Option<Manifest>> {
+/// The digest and content of the manifest tagged `ref_name` in the layout
+/// at `dir`.
+fn manifest_of(dir: &Path, ref_name: &str) -> Result<Option<(String, Manifest)>> {
     let index = oci::read_layout(dir).map_err(|e| Error::Output(e.to_string()))?;
     match index.find_ref(ref_name) {
-        Some(desc) => Ok(Some(
+        Some(desc) => Ok(Some((
+            desc.digest.clone(),
             oci::read_json(dir, desc).map_err(|e| Error::Output(e.to_string()))?,
-        )),
+        ))),
         None => Ok(None),
     }
 }
@@ -160,80 +219,36 @@ pub fn layer_differences(
     limits: &TarLimits,
 ) -> Result<Vec<String>> {
     let read = |bytes: &[u8], which: &str| {
-        read_layer(bytes, limits)
+        TreeSummary::of_layer(bytes, limits)
             .map_err(|e| Error::Output(format!("reading the {which} layer: {e}")))
     };
-    let index = |entries: Vec<Entry>| -> BTreeMap<String, Entry> {
-        entries.into_iter().map(|e| (e.path.clone(), e)).collect()
-    };
-    let a = index(read(rebuilt, "rebuilt")?);
-    let b = index(read(reference, "reference")?);
-    let mut out = Vec::new();
-    for path in a.keys().chain(b.keys()).collect::<BTreeSet<_>>() {
-        match (a.get(path), b.get(path)) {
-            (Some(_), None) => out.push(format!("/{path}: only in the rebuilt layer")),
-            (None, Some(_)) => out.push(format!("/{path}: only in the reference layer")),
-            (Some(x), Some(y)) => {
-                let what = entry_differences(x, y);
-                if !what.is_empty() {
-                    out.push(format!("/{path}: {}", what.join(", ")));
-                }
+    let a = read(rebuilt, "rebuilt")?;
+    let b = read(reference, "reference")?;
+    let mut out: Vec<String> = compare(&a.files, &b.files)
+        .into_iter()
+        .map(|(path, change)| match change {
+            PathChange::Added => format!("/{path}: only in the rebuilt layer"),
+            PathChange::Removed => format!("/{path}: only in the reference layer"),
+            PathChange::Changed(aspects) => {
+                let what: Vec<String> = aspects
+                    .iter()
+                    .map(|a| format!("{} {} (reference {})", a.what, a.new, a.old))
+                    .collect();
+                format!("/{path}: {}", what.join(", "))
             }
-            (None, None) => {}
-        }
-    }
+        })
+        .collect();
     if out.is_empty() {
         out.push("same entries, different bytes (tar headers or compression)".into());
     }
     Ok(out)
 }
 
-fn entry_differences(rebuilt: &Entry, reference: &Entry) -> Vec<String> {
-    let mut out = Vec::new();
-    let describe = |e: &Entry| match &e.kind {
-        EntryKind::Dir => "directory".to_owned(),
-        EntryKind::File(b) => format!("file sha256:{}", &sha256_hex(b)[..12]),
-        EntryKind::Symlink(t) => format!("symlink to {t}"),
-        EntryKind::Hardlink(t) => format!("hard link to /{t}"),
-    };
-    if rebuilt.kind != reference.kind {
-        let kind = match (&rebuilt.kind, &reference.kind) {
-            (EntryKind::File(_), EntryKind::File(_)) => "content",
-            (EntryKind::Symlink(_), EntryKind::Symlink(_))
-            | (EntryKind::Hardlink(_), EntryKind::Hardlink(_)) => "link target",
-            _ => "type",
-        };
-        out.push(format!(
-            "{kind} {} (reference {})",
-            describe(rebuilt),
-            describe(reference)
-        ));
-    }
-    if rebuilt.mode != reference.mode {
-        out.push(format!(
-            "mode {:04o} (reference {:04o})",
-            rebuilt.mode, reference.mode
-        ));
-    }
-    if (rebuilt.uid, rebuilt.gid) != (reference.uid, reference.gid) {
-        out.push(format!(
-            "owner {}:{} (reference {}:{})",
-            rebuilt.uid, rebuilt.gid, reference.uid, reference.gid
-        ));
-    }
-    if rebuilt.mtime != reference.mtime {
-        out.push(format!(
-            "mtime {} (reference {})",
-            rebuilt.mtime, reference.mtime
-        ));
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::layer::write_layer;
+    use crate::tarfs::Entry;
 
     #[test]
     fn names_each_kind_of_difference() {

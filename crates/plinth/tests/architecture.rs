@@ -104,9 +104,16 @@ const ALLOWED: &[(&str, &[&str])] = &[
         ],
     ),
     (
+        "diff",
+        &[
+            "support", "tarfs", "debian", "layer", "oci", "registry", "project", "error",
+        ],
+    ),
+    (
         "verify",
         &[
             "support", "tarfs", "layer", "oci", "project", "download", "error", "digests", "build",
+            "diff",
         ],
     ),
     (
@@ -135,6 +142,22 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "provenance",
         ],
     ),
+    (
+        "changes",
+        &[
+            "support",
+            "definitions",
+            "tarfs",
+            "debian",
+            "lockfile",
+            "project",
+            "download",
+            "apps",
+            "error",
+            "build",
+            "diff",
+        ],
+    ),
 ];
 
 /// The named rules of `ARCHITECTURE.md`'s "must never" column, checked on
@@ -157,11 +180,13 @@ const NEVER: &[(&[&str], &[&str], &str)] = &[
             "project",
             "provenance",
             "published",
+            "diff",
+            "changes",
         ],
         "a format module never imports a stage",
     ),
     (
-        &["build", "verify", "publish", "published"],
+        &["build", "verify", "publish", "published", "diff", "changes"],
         &["lock"],
         "nothing after the lock reads archive indices or resolves",
     ),

@@ -16,8 +16,8 @@ use plinth::download::cache::Cache;
 use plinth::download::http::FetchOptions;
 use plinth::lock::{LockOptions, LockReport, lock};
 use plinth::lockfile::{LockedImage, LockedLeftOut, LockedRelease, Lockfile};
-use plinth::support::digest::Sha256Hex;
 use plinth::net::Environment;
+use plinth::support::digest::Sha256Hex;
 use plinth::support::retry::RetryPolicy;
 use plinth::{Project, Silent};
 use plinth_testkit::keys::{DEFAULT_SIGNATURE_TIME, unix_time};
@@ -576,7 +576,8 @@ fn locks_the_expected_packages_and_relocks_identically() {
     assert_eq!(report.written, [fx.lockfile_path()]);
     assert_eq!(
         report.diffs[0].to_string(),
-        "debian13:\n  upgraded libc6 2.41-12+deb13u1 → 2.41-12+deb13u2 (amd64, arm64)\n"
+        "debian13:\n  upgraded   libc6 2.41-12+deb13u1 → 2.41-12+deb13u2 \
+         (amd64, arm64; security update from trixie-security)\n"
     );
     let lock = fx.lockfile();
     for arch in ARCHS {

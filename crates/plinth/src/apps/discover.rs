@@ -156,12 +156,16 @@ pub fn metadata(root: &Path, cargo: &Path, target: Option<&str>) -> Result<Metad
     })
 }
 
-/// Every application image the workspace's packages declare, sorted by name.
+/// Every application image the workspace's packages declare, sorted by
+/// name. A project without a `Cargo.toml` has none.
 pub fn discover(
     root: &Path,
     cargo: &Path,
     definitions: &Definitions,
 ) -> Result<Vec<AppImage>, AppError> {
+    if !root.join("Cargo.toml").is_file() {
+        return Ok(Vec::new());
+    }
     let metadata = metadata(root, cargo, None)?;
     let root = metadata.workspace_root.as_std_path().to_owned();
     let mut apps = Vec::new();
@@ -296,7 +300,11 @@ fn app_image(
     if let Some(k) = env.keys().find(|k| k.is_empty() || k.contains('=')) {
         return Err(format!("environment variable name {k:?} is not valid"));
     }
-    let architectures = architectures(fields.architectures, definitions)?;
+    let architectures = architectures(
+        fields.architectures,
+        &distribution,
+        definitions.architectures(&distribution),
+    )?;
     Ok(AppImage {
         name: name.to_owned(),
         package: package.name.to_string(),
@@ -325,18 +333,15 @@ fn app_image(
     })
 }
 
-/// The declared architectures, each one the golden images are built for,
-/// in their order; all of them when none are declared.
+/// The declared architectures, each one the base's distribution `dist` is
+/// built for (`golden`), in their order; all of them when none are
+/// declared.
 fn architectures(
     declared: Option<Vec<String>>,
-    definitions: &Definitions,
+    dist: &str,
+    golden: &[Name],
 ) -> Result<Vec<String>, String> {
-    let golden: Vec<String> = definitions
-        .settings
-        .architectures
-        .iter()
-        .map(Name::to_string)
-        .collect();
+    let golden: Vec<String> = golden.iter().map(Name::to_string).collect();
     let Some(declared) = declared else {
         return Ok(golden);
     };
@@ -345,7 +350,7 @@ fn architectures(
     }
     if let Some(a) = declared.iter().find(|a| !golden.contains(a)) {
         return Err(format!(
-            "architecture {a:?} is not one the golden images are built for ({})",
+            "architecture {a:?} is not one the golden images of {dist} are built for ({})",
             golden.join(", ")
         ));
     }
@@ -605,13 +610,21 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let images = dir.path().join("images");
         std::fs::create_dir(&images).unwrap();
+        let dist = |name: &str, codename: &str, archs: &str| {
+            format!(
+                "[distribution.{name}]\ncodename = \"{codename}\"\nversion = \"1\"\nkeys = [\"k\"]\n\
+                 components = [\"main\"]\nsuites = [{{ name = \"{codename}\", archive = \"debian\" }}]\n{archs}"
+            )
+        };
         std::fs::write(
             images.join("plinth.toml"),
-            "architectures = [\"amd64\", \"arm64\"]\ndebug-packages = [\"busybox-static\"]\n\
-             [os-release]\npretty-name = \"D\"\nhome-url = \"https://example.org/\"\n\
-             support-url = \"https://example.org/\"\nbug-report-url = \"https://example.org/\"\n\
-             [distribution.debian13]\ncodename = \"trixie\"\nversion = \"13\"\nkeys = [\"k\"]\n\
-             components = [\"main\"]\nsuites = [{ name = \"trixie\", archive = \"debian\" }]\n",
+            format!(
+                "architectures = [\"amd64\", \"arm64\"]\ndebug-packages = [\"busybox-static\"]\n\
+                 [os-release]\npretty-name = \"D\"\nhome-url = \"https://example.org/\"\n\
+                 support-url = \"https://example.org/\"\nbug-report-url = \"https://example.org/\"\n{}{}",
+                dist("debian13", "trixie", "architectures = [\"amd64\", \"arm64\", \"riscv64\"]\n"),
+                dist("debian12", "bookworm", ""),
+            ),
         )
         .unwrap();
         std::fs::write(
@@ -621,20 +634,18 @@ mod tests {
         .unwrap();
         let defs = Definitions::load(&images).unwrap();
         let declared = |a: &[&str]| Some(a.iter().map(|s| s.to_string()).collect());
-        assert_eq!(architectures(None, &defs).unwrap(), ["amd64", "arm64"]);
+        let of = |d: &str, a| architectures(a, d, defs.architectures(d));
+        assert_eq!(of("debian13", None).unwrap(), ["amd64", "arm64", "riscv64"]);
+        assert_eq!(of("debian12", None).unwrap(), ["amd64", "arm64"]);
         assert_eq!(
-            architectures(declared(&["arm64", "amd64"]), &defs).unwrap(),
-            ["amd64", "arm64"]
+            of("debian13", declared(&["riscv64", "amd64"])).unwrap(),
+            ["amd64", "riscv64"]
         );
+        assert_eq!(of("debian12", declared(&["amd64"])).unwrap(), ["amd64"]);
         assert_eq!(
-            architectures(declared(&["amd64"]), &defs).unwrap(),
-            ["amd64"]
+            of("debian12", declared(&["riscv64"])).unwrap_err(),
+            "architecture \"riscv64\" is not one the golden images of debian12 are built for (amd64, arm64)"
         );
-        let err = architectures(declared(&["riscv64"]), &defs).unwrap_err();
-        assert_eq!(
-            err,
-            "architecture \"riscv64\" is not one the golden images are built for (amd64, arm64)"
-        );
-        assert!(architectures(declared(&[]), &defs).is_err());
+        assert!(of("debian13", declared(&[])).is_err());
     }
 }

@@ -14,37 +14,37 @@ use crate::definitions::Limits;
 use crate::download::cache::Cache;
 use crate::download::http::Fetcher;
 use crate::download::mirrors::Mirrors;
+use crate::download::pool::Pool;
 use crate::error::{Error, Result};
 use crate::lockfile::{LockedPackage, Lockfile};
-use crate::net::{BodyLimit, Network};
+use crate::net::Network;
 use crate::project::{Progress, Project};
-use crate::support::digest::{Sha256Hex, sha256_hex};
+use crate::support::digest::Sha256Hex;
 
 /// Parsed packages by the sha256 of their `.deb`.
 pub(super) type Debs = HashMap<Sha256Hex, Arc<Deb>>;
 
 /// Where packages come from: the cache first, then the mirrors.
 pub(super) struct Downloader<'a> {
-    cache: &'a Cache,
     limits: Limits,
-    mirrors: Mirrors,
-    /// `None` offline: nothing is fetched, so no trust is loaded either.
-    fetcher: Option<Fetcher>,
+    pool: Pool<'a>,
 }
 
 impl<'a> Downloader<'a> {
     pub fn new(project: &Project, cache: &'a Cache, options: &BuildOptions) -> Result<Self> {
         Ok(Downloader {
-            cache,
             limits: project.definitions.settings.limits,
-            mirrors: Mirrors::resolve(&project.definitions.settings, &options.apt_dir)?,
-            fetcher: match options.offline {
-                true => None,
-                false => Some(Fetcher::new(
-                    &Network::for_project(&options.network, project)?,
-                    options.fetch.clone(),
-                )),
-            },
+            pool: Pool::new(
+                cache,
+                Mirrors::resolve(&project.definitions.settings, &options.apt_dir)?,
+                match options.offline {
+                    true => None,
+                    false => Some(Fetcher::new(
+                        &Network::for_project(&options.network, project)?,
+                        options.fetch.clone(),
+                    )),
+                },
+            ),
         })
     }
 
@@ -79,44 +79,11 @@ impl<'a> Downloader<'a> {
 
     /// One package's bytes, from the cache or a mirror, matching the lock.
     fn fetch(&self, lock: &Lockfile, p: &LockedPackage) -> Result<Vec<u8>> {
-        if let Some(bytes) = self.cache.get(&p.sha256) {
-            return Ok(bytes);
-        }
-        let Some(fetcher) = &self.fetcher else {
-            return Err(Error::Package {
-                package: p.filename.to_string(),
-                why: "not in the download cache, and --offline is set".into(),
-            });
-        };
-        let archive = lock
-            .release
-            .iter()
-            .find(|r| r.suite == p.suite)
-            .map(|r| r.archive.as_str())
-            .ok_or_else(|| Error::Package {
-                package: p.name.to_string(),
-                why: format!("suite {} is not among the lock's releases", p.suite),
-            })?;
-        let url = format!("{}/{}", self.mirrors.url(archive)?, p.filename);
-        let mut last = String::new();
-        // One retry on a hash mismatch: a mirror mid-update can serve a
-        // stale file.
-        for _ in 0..2 {
-            let bytes = fetcher.get(archive, &url, BodyLimit::Exactly(p.size))?;
-            let sum = sha256_hex(&bytes);
-            if p.sha256 == sum {
-                self.cache.put(&p.sha256, &bytes)?;
-                return Ok(bytes);
-            }
-            last = sum;
-        }
-        Err(Error::Package {
-            package: p.filename.to_string(),
-            why: format!(
-                "sha256 mismatch: the lock says {}, the mirror served {last}",
-                p.sha256
-            ),
-        })
+        let archive = lock.archive_of(&p.suite).ok_or_else(|| Error::Package {
+            package: p.name.to_string(),
+            why: format!("suite {} is not among the lock's releases", p.suite),
+        })?;
+        Ok(self.pool.fetch(archive, &p.filename, &p.sha256, p.size)?)
     }
 }
 

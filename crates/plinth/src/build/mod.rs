@@ -142,7 +142,7 @@ fn golden_layers(
         let epoch = epochs[dist];
         let mut per_arch = BTreeMap::new();
         let mut missing = Vec::new();
-        for arch in &defs.settings.architectures {
+        for arch in defs.architectures(dist) {
             let keys = layer_cache::keys(project, locks, lock, arch, epoch, &selection.images)?;
             match layer_cache.as_ref().and_then(|c| c.load_all(&keys)) {
                 Some(layers) => {

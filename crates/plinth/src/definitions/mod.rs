@@ -41,7 +41,8 @@ pub enum DefinitionError {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct Settings {
-    /// Debian architecture names every image is built for.
+    /// Debian architecture names the images are built for, unless a
+    /// distribution sets its own (see [`Definitions::architectures`]).
     pub architectures: Vec<Name>,
     /// Packages that the `debug` variants add (busybox).
     pub debug_packages: Vec<String>,
@@ -214,6 +215,10 @@ pub struct OsRelease {
 pub struct Distribution {
     /// `trixie`, `bookworm`.
     pub codename: Name,
+    /// The architectures of this distribution's images, in place of the
+    /// shared list: riscv64 exists in Debian 13, not in Debian 12.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub architectures: Option<Vec<Name>>,
     /// `13`, `12`.
     pub version: String,
     /// Files in `keys/` whose public keys are trusted to sign the suites.
@@ -311,9 +316,8 @@ impl Definitions {
             path: path.to_owned(),
             message,
         };
-        if settings.architectures.is_empty() {
-            return Err(invalid(&settings_path, "`architectures` is empty".into()));
-        }
+        check_architectures(&settings.architectures)
+            .map_err(|m| invalid(&settings_path, format!("`architectures` {m}")))?;
         let archives: BTreeSet<&str> = settings
             .distribution
             .values()
@@ -324,6 +328,14 @@ impl Definitions {
             .check(&archives)
             .map_err(|m| invalid(&settings_path, m))?;
         for (name, dist) in &settings.distribution {
+            if let Some(archs) = &dist.architectures {
+                check_architectures(archs).map_err(|m| {
+                    invalid(
+                        &settings_path,
+                        format!("distribution {name}: `architectures` {m}"),
+                    )
+                })?;
+            }
             // Key files are read from `keys/`; a name with a slash could
             // make plinth trust a file from anywhere.
             if let Some(key) = dist.keys.iter().find(|k| !is_plain_file_name(k)) {
@@ -411,6 +423,14 @@ impl Definitions {
         self.settings.distribution.get(name)
     }
 
+    /// The architectures `dist`'s images are built for: its own list, or
+    /// the shared one.
+    pub fn architectures(&self, dist: &str) -> &[Name] {
+        self.distribution(dist)
+            .and_then(|d| d.architectures.as_deref())
+            .unwrap_or(&self.settings.architectures)
+    }
+
     /// Image names, bases before the images standing on them, then by name.
     pub fn image_names(&self) -> Vec<String> {
         let mut out: Vec<String> = Vec::new();
@@ -488,7 +508,7 @@ impl Definitions {
             })
             .collect();
         let inputs = Inputs {
-            architectures: &self.settings.architectures,
+            architectures: self.architectures(dist),
             debug_packages: &self.settings.debug_packages,
             distribution: self.distribution(dist),
             images,
@@ -502,6 +522,18 @@ impl Definitions {
 /// slash or NUL.
 fn is_plain_file_name(name: &str) -> bool {
     !name.is_empty() && name != "." && name != ".." && !name.contains(['/', '\0'])
+}
+
+/// An architecture list is not empty and names each architecture once.
+fn check_architectures(archs: &[Name]) -> Result<(), String> {
+    if archs.is_empty() {
+        return Err("is empty".into());
+    }
+    let mut seen = BTreeSet::new();
+    match archs.iter().find(|a| !seen.insert(a.as_str())) {
+        Some(a) => Err(format!("names {a:?} twice")),
+        None => Ok(()),
+    }
 }
 
 fn check_base_chain(name: &str, images: &BTreeMap<String, ImageFile>) -> Result<(), String> {

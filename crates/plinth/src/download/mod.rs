@@ -1,6 +1,7 @@
 //! Getting bytes from the outside: which mirror serves an archive
 //! ([`mirrors`]), HTTP and `file://` downloads with retries ([`http`]),
-//! and the sha256-addressed download cache they land in ([`cache`]).
+//! the sha256-addressed download cache they land in ([`cache`]), and pool
+//! files by the sha256 a lock names ([`pool`]).
 //!
 //! Nothing here decides what to fetch or trusts what it fetched: the lock
 //! stage checks indices against signed Release files, and the build checks
@@ -9,3 +10,4 @@
 pub mod cache;
 pub mod http;
 pub mod mirrors;
+pub mod pool;

@@ -4,7 +4,9 @@
 //!
 //! [`archive`] walks the chain of trust from `InRelease` to the `Packages`
 //! indices, [`resolve`] computes each image's package closure, and this
-//! module turns the result into [`Lockfile`]s, written only when every
+//! module turns the result into [`Lockfile`]s: [`relock`] resolves every
+//! distribution and writes nothing (what `lock --check-upstream` needs),
+//! [`lock`] then writes the lockfiles that changed, only once every
 //! distribution resolved.
 
 pub mod archive;
@@ -24,6 +26,7 @@ use crate::download::mirrors::{MirrorError, Mirrors};
 use crate::lockfile::LockfileError;
 use crate::lockfile::{
     FORMAT_VERSION, LockDiff, LockedImage, LockedLeftOut, LockedPackage, LockedRelease, Lockfile,
+    Relocked,
 };
 use crate::net::{Environment, NetError, Network};
 use crate::project::{Progress, Project};
@@ -103,6 +106,39 @@ pub struct LockReport {
     pub written: Vec<PathBuf>,
 }
 
+/// Every distribution re-resolved against the archive, nothing written.
+#[derive(Debug)]
+pub struct Relock {
+    pub distributions: Vec<Relocked>,
+    /// Exclusions no dependency needed, and similar advice.
+    pub warnings: Vec<String>,
+}
+
+impl Relock {
+    /// Whether every lockfile already says what the archive says (see
+    /// [`Relocked::is_current`]).
+    pub fn is_current(&self) -> bool {
+        self.distributions.iter().all(Relocked::is_current)
+    }
+
+    pub fn diffs(&self) -> Vec<LockDiff> {
+        self.distributions.iter().map(Relocked::diff).collect()
+    }
+
+    /// Writes the lockfiles that are not current, each to a temporary
+    /// file renamed into place, and returns their paths. A lockfile that
+    /// is current stays as it is, even when Release files were signed
+    /// again since: its epoch, and so every image digest, stays put.
+    pub fn write(&self) -> Result<Vec<PathBuf>> {
+        let mut written = Vec::new();
+        for d in self.distributions.iter().filter(|d| !d.is_current()) {
+            d.new.write(&d.path)?;
+            written.push(d.path.clone());
+        }
+        Ok(written)
+    }
+}
+
 /// Resolves every distribution and writes the lockfiles that changed. All
 /// distributions are resolved before any file is written, so a failure
 /// leaves every lockfile as it was.
@@ -112,6 +148,24 @@ pub fn lock(
     options: &LockOptions,
     progress: &dyn Progress,
 ) -> Result<LockReport> {
+    let relock = relock(project, cache, options, progress)?;
+    crate::support::fs::remove_stale_temporaries(&project.lockfiles_dir());
+    let written = relock.write()?;
+    Ok(LockReport {
+        diffs: relock.diffs(),
+        warnings: relock.warnings,
+        written,
+    })
+}
+
+/// Resolves every distribution against the signed archive and reads the
+/// lockfiles as they are; writes nothing.
+pub fn relock(
+    project: &Project,
+    cache: &Cache,
+    options: &LockOptions,
+    progress: &dyn Progress,
+) -> Result<Relock> {
     let mirrors = Mirrors::resolve(&project.definitions.settings, &options.apt_dir)?;
     // Offline nothing connects: the settings' CA files are not needed.
     let network = match options.offline {
@@ -119,8 +173,8 @@ pub fn lock(
         false => Network::for_project(&options.network, project)?,
     };
     let fetcher = Fetcher::new(&network, options.fetch.clone());
-    let mut report = LockReport::default();
-    let mut outputs = Vec::new();
+    let mut warnings = Vec::new();
+    let mut distributions = Vec::new();
     for (dist, _) in project.definitions.distributions() {
         let path = project.lockfile_path(dist);
         // The current lockfile is the record the archive must not fall
@@ -128,7 +182,7 @@ pub fn lock(
         let old = match path.exists().then(|| Lockfile::read(&path)).transpose() {
             Ok(old) => old,
             Err(e) if options.allow_downgrade => {
-                report.warnings.push(format!("{e}; writing a new one"));
+                warnings.push(format!("{e}; writing a new one"));
                 None
             }
             Err(source) => return Err(LockError::Unchecked { source }),
@@ -139,22 +193,20 @@ pub fn lock(
             recorded: old.as_ref().filter(|_| !options.allow_downgrade),
             path: &path,
         };
-        let (lock, warnings) =
+        let (new, warns) =
             lock_distribution(&context, &mirrors, &fetcher, cache, options, progress)?;
-        report.warnings.extend(warnings);
-        outputs.push((dist.to_owned(), path, old, lock));
+        warnings.extend(warns);
+        distributions.push(Relocked {
+            distribution: dist.to_owned(),
+            path,
+            old,
+            new,
+        });
     }
-    crate::support::fs::remove_stale_temporaries(&project.lockfiles_dir());
-    for (dist, path, old, lock) in outputs {
-        report
-            .diffs
-            .push(LockDiff::between(&dist, old.as_ref(), &lock));
-        if old.as_ref() != Some(&lock) {
-            lock.write(&path)?;
-            report.written.push(path);
-        }
-    }
-    Ok(report)
+    Ok(Relock {
+        distributions,
+        warnings,
+    })
 }
 
 /// One distribution to lock, and the lock it must not fall behind.
@@ -191,7 +243,7 @@ fn lock_distribution(
         lockfile: context.path,
         index_limit: defs.settings.limits.index,
     };
-    let archs = &defs.settings.architectures;
+    let archs = defs.architectures(dist_name);
     progress.begin(
         &format!("{dist_name}: indices"),
         (dist.suites.len() * (1 + archs.len() * dist.components.len())) as u64,

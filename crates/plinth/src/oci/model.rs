@@ -68,29 +68,46 @@ impl fmt::Display for Platform {
     }
 }
 
+/// Debian architecture names and the OCI platforms (architecture,
+/// variant) they are published as. Variants follow what registries and
+/// engines match on (`linux/arm64/v8`, `linux/arm/v7`), not Debian's names.
+const DEBIAN_PLATFORMS: [(&str, &str, Option<&str>); 10] = [
+    ("amd64", "amd64", None),
+    ("arm64", "arm64", Some("v8")),
+    ("armhf", "arm", Some("v7")),
+    ("armel", "arm", Some("v5")),
+    ("i386", "386", None),
+    ("ppc64el", "ppc64le", None),
+    ("s390x", "s390x", None),
+    ("riscv64", "riscv64", None),
+    ("mips64el", "mips64le", None),
+    ("loong64", "loong64", None),
+];
+
 impl Platform {
     /// The OCI platform of a Debian architecture name, or `None` for one
-    /// plinth does not know. Variants follow what registries and engines
-    /// match on (`linux/arm64/v8`, `linux/arm/v7`), not Debian's names.
+    /// plinth does not know.
     pub fn from_debian_arch(arch: &str) -> Option<Self> {
-        let (architecture, variant) = match arch {
-            "amd64" => ("amd64", None),
-            "arm64" => ("arm64", Some("v8")),
-            "armhf" => ("arm", Some("v7")),
-            "armel" => ("arm", Some("v5")),
-            "i386" => ("386", None),
-            "ppc64el" => ("ppc64le", None),
-            "s390x" => ("s390x", None),
-            "riscv64" => ("riscv64", None),
-            "mips64el" => ("mips64le", None),
-            "loong64" => ("loong64", None),
-            _ => return None,
-        };
+        let (_, architecture, variant) = DEBIAN_PLATFORMS.iter().find(|(d, _, _)| *d == arch)?;
         Some(Self {
-            architecture: architecture.to_owned(),
+            architecture: (*architecture).to_owned(),
             os: "linux".to_owned(),
             variant: variant.map(str::to_owned),
         })
+    }
+
+    /// The Debian architecture name of a Linux platform, or `None` for one
+    /// plinth does not know. A missing variant matches (`linux/arm64`).
+    pub fn debian_arch(&self) -> Option<&'static str> {
+        if self.os != "linux" {
+            return None;
+        }
+        DEBIAN_PLATFORMS
+            .iter()
+            .find(|(_, a, v)| {
+                *a == self.architecture && (self.variant.is_none() || self.variant.as_deref() == *v)
+            })
+            .map(|(d, _, _)| *d)
     }
 }
 

@@ -325,6 +325,20 @@ fn platforms_follow_oci_names() {
         "ppc64le"
     );
     assert_eq!(Platform::from_debian_arch("vax"), None);
+    for arch in ["amd64", "arm64", "armhf", "armel", "riscv64", "ppc64el"] {
+        let platform = Platform::from_debian_arch(arch).unwrap();
+        assert_eq!(platform.debian_arch(), Some(arch), "{platform}");
+    }
+    let plain_arm64 = Platform {
+        variant: None,
+        ..arm64.clone()
+    };
+    assert_eq!(plain_arm64.debian_arch(), Some("arm64"));
+    let windows = Platform {
+        os: "windows".into(),
+        ..amd64
+    };
+    assert_eq!(windows.debian_arch(), None);
 }
 
 #[test]

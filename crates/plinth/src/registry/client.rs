@@ -52,8 +52,8 @@ pub struct ClientOptions {
     /// Blobs larger than this go up in chunks.
     pub chunk_threshold: u64,
     pub chunk_size: u64,
-    /// The largest response body read: what comes from a registry is
-    /// bounded (plinth reads manifests, indexes and signature blobs only).
+    /// The largest blob read back (signature and attestation layers, layers
+    /// `diff` compares): what comes from a registry is bounded.
     pub max_response: u64,
 }
 
@@ -68,7 +68,7 @@ impl Default for ClientOptions {
             },
             chunk_threshold: 16 << 20,
             chunk_size: 8 << 20,
-            max_response: 64 << 20,
+            max_response: 1 << 30,
         }
     }
 }
