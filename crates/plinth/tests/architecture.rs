@@ -77,6 +77,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
         &[
             "support",
             "definitions",
+            "debian",
             "lockfile",
             "project",
             "apps",
@@ -106,7 +107,15 @@ const ALLOWED: &[(&str, &[&str])] = &[
     (
         "diff",
         &[
-            "support", "tarfs", "debian", "layer", "oci", "registry", "project", "error",
+            "support",
+            "definitions",
+            "tarfs",
+            "debian",
+            "layer",
+            "oci",
+            "registry",
+            "project",
+            "error",
         ],
     ),
     (

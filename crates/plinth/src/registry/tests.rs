@@ -481,7 +481,7 @@ fn uploads_mounts_and_manifests_against_docker_registry() {
         },
     );
     let e = bounded.get_blob("t/b", &big_digest).unwrap_err();
-    assert!(e.to_string().contains("larger than 1000 bytes"), "{e}");
+    assert!(e.to_string().contains("more than the 1000 allowed"), "{e}");
     // Children first: a manifest whose blob is missing is refused.
     let missing = sha256_digest(b"missing");
     let orphan = manifest.replace(&big_digest, &missing);
