@@ -6,7 +6,7 @@
 //! `null` when `cosign sign` got no `-a` annotations):
 //!
 //! ```text
-//! {"critical":{"identity":{"docker-reference":"ghcr.io/org/app"},"image":{"docker-manifest-digest":"sha256:…"},"type":"cosign container image signature"},"optional":null}
+//! {"critical":{"identity":{"docker-reference":"registry.example/org/app"},"image":{"docker-manifest-digest":"sha256:…"},"type":"cosign container image signature"},"optional":null}
 //! ```
 //!
 //! The signature is ECDSA P-256 over SHA-256 of exactly those bytes, ASN.1
