@@ -43,17 +43,15 @@ impl Registry {
             .prefix("plinth-registry-")
             .tempdir()
             .map_err(|e| format!("registry scratch directory: {e}"))?;
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map_err(|e| format!("a free loopback port: {e}"))?
-            .port();
-        let mut config = format!(
+        let mut config = String::from(
             "version: 0.1\n\
-             log: {{level: warn, accesslog: {{disabled: true}}}}\n\
-             storage: {{filesystem: {{rootdirectory: {}}}, delete: {{enabled: true}}}}\n\
-             http:\n  addr: 127.0.0.1:{port}\n  secret: plinth-test\n",
-            dir.path().join("storage").display()
+             log: {level: warn, accesslog: {disabled: true}}\n",
         );
+        config.push_str(&format!(
+            "storage: {{filesystem: {{rootdirectory: {}}}, delete: {{enabled: true}}}}\n\
+             http:\n  addr: 127.0.0.1:@PORT@\n  secret: plinth-test\n",
+            dir.path().join("storage").display()
+        ));
         if let Some(cert) = tls {
             let (cert, key) = cert.write(dir.path(), "registry");
             config.push_str(&format!(
@@ -71,15 +69,29 @@ impl Registry {
                 file.display()
             ));
         }
-        fs::write(dir.path().join("config.yml"), config)
-            .map_err(|e| format!("write registry config: {e}"))?;
         let mut registry = Registry {
             child: None,
-            port,
+            port: 0,
             dir,
         };
-        registry.restart()?;
-        Ok(registry)
+        // The port is free when asked for, but a test running alongside
+        // may take it before the registry binds it: then try another.
+        let mut last = String::new();
+        for _ in 0..5 {
+            registry.port = TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .map_err(|e| format!("a free loopback port: {e}"))?
+                .port();
+            let text = config.replace("@PORT@", &registry.port.to_string());
+            fs::write(registry.dir.path().join("config.yml"), text)
+                .map_err(|e| format!("write registry config: {e}"))?;
+            match registry.restart() {
+                Ok(()) => return Ok(registry),
+                Err(e) if e.contains("address already in use") => last = e,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(last)
     }
 
     /// `127.0.0.1:PORT`.
@@ -140,7 +152,12 @@ impl Registry {
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(20);
         while !self.answers() {
-            if Instant::now() > deadline {
+            let exited = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+                .is_some();
+            if exited || Instant::now() > deadline {
                 let log = fs::read_to_string(&log_path).unwrap_or_default();
                 return Err(format!(
                     "{REGISTRY_TOOL} did not answer on {}: {log}",
